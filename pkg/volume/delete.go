@@ -1,0 +1,113 @@
+package volume
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/dirvol/dirvol/pkg/catalog"
+	"github.com/dirvol/dirvol/pkg/pool"
+	"k8s.io/klog/v2"
+)
+
+// archiveTimeFormat is the UTC timestamp at the end of an archive name.
+const archiveTimeFormat = "20060102T150405Z"
+
+// Delete applies the volume's reclaim policy and forgets it. The sequence
+// is: record "deleting" (with the archive destination fixed), reclaim the
+// directory, remove the record. Recovery finishes anything left "deleting".
+func (m *Manager) Delete(ctx context.Context, id string) error {
+	if !m.Ready() {
+		return ErrNotReady
+	}
+	if !ValidID(id) {
+		return fmt.Errorf("%q is not a volume ID issued by this driver: %w", id, ErrNotFound)
+	}
+	v, err := m.cat.Get(id)
+	if errors.Is(err, catalog.ErrNotFound) {
+		return fmt.Errorf("volume %s: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return err
+	}
+	if v.State == catalog.StateCreating {
+		return fmt.Errorf("volume %s is still being created: %w", id, ErrBusy)
+	}
+	if v.State != catalog.StateDeleting {
+		v.State = catalog.StateDeleting
+		if OnDelete(v.OnDelete) == OnDeleteArchive {
+			v.ReclaimTarget = archiveName(v, m.now())
+		}
+		if err := m.cat.Put(v); err != nil {
+			return err
+		}
+	}
+	return m.finishDelete(ctx, v)
+}
+
+// finishDelete reclaims the directory of a volume recorded as "deleting" and
+// removes its record. Each step is idempotent, so recovery can call it again.
+func (m *Manager) finishDelete(ctx context.Context, v Volume) error {
+	logger := klog.FromContext(ctx)
+	p, ok := m.pools[v.Pool]
+	if !ok {
+		return fmt.Errorf("volume %s is in pool %q: %w", v.ID, v.Pool, ErrUnknownPool)
+	}
+	path, err := p.Path(v.ID)
+	if err != nil {
+		return err
+	}
+	switch OnDelete(v.OnDelete) {
+	case OnDeleteRetain:
+		err = p.Retain(v.ID, pool.RetainNote{
+			VolumeID: v.ID, Name: v.Name, PVName: v.PVName,
+			PVCNamespace: v.PVCNamespace, PVCName: v.PVCName,
+			CreatedAt: v.CreatedAt, RetainedAt: m.now().UTC(),
+		})
+		if errors.Is(err, pool.ErrNotFound) {
+			logger.Info("Volume directory was already gone; nothing to retain", "volumeID", v.ID, "path", path)
+			err = nil
+		} else if err == nil {
+			logger.Info("Volume retained: its directory stays on disk and no longer belongs to the driver",
+				"volumeID", v.ID, "name", v.Name, "pvc", v.PVCNamespace+"/"+v.PVCName, "path", path)
+		}
+	case OnDeleteArchive:
+		err = p.Archive(v.ID, v.ReclaimTarget)
+		if errors.Is(err, pool.ErrNotFound) {
+			logger.Info("Volume directory was already gone; nothing to archive", "volumeID", v.ID, "path", path)
+			err = nil
+		} else if err == nil {
+			logger.Info("Volume archived", "volumeID", v.ID, "name", v.Name, "archive", v.ReclaimTarget)
+		}
+	default:
+		err = p.Remove(v.ID)
+		if err == nil {
+			logger.V(2).Info("Volume deleted", "volumeID", v.ID, "name", v.Name, "path", path)
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("reclaim volume %s (onDelete=%s): %w", v.ID, v.OnDelete, err)
+	}
+	if err := m.cat.Delete(v.ID); err != nil {
+		return err
+	}
+	m.ledger.remove(v.ID)
+	return nil
+}
+
+// archiveName is <pvc-namespace>_<pvc-name>_<pv-name>_<UTC time> when the
+// provisioner passed PVC metadata, else <pv-name>_<UTC time>. The parts were
+// validated as Kubernetes names at create time, so they hold no slash.
+func archiveName(v Volume, now time.Time) string {
+	pv := v.PVName
+	if pv == "" {
+		pv = v.Name
+	}
+	stamp := now.UTC().Format(archiveTimeFormat)
+	if v.PVCNamespace != "" && v.PVCName != "" {
+		return strings.Join([]string{v.PVCNamespace, v.PVCName, pv, stamp}, "_")
+	}
+	return pv + "_" + stamp
+}

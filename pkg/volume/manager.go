@@ -1,0 +1,225 @@
+// Package volume is the core of dirvol: it creates, deletes and recovers
+// volumes as ordered sequences of catalog records and pool operations, so
+// that a crash at any instant is finished or rolled back on the next start.
+// The CSI packages call it; it knows nothing of gRPC.
+package volume
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/dirvol/dirvol/pkg/catalog"
+	"github.com/dirvol/dirvol/pkg/pool"
+	"k8s.io/klog/v2"
+)
+
+// Volume is a volume's record as the catalog holds it.
+type Volume = catalog.Volume
+
+// Manager runs every volume operation of one node.
+type Manager struct {
+	cat             *catalog.Catalog
+	pools           map[string]pool.Pool
+	defaultPool     string
+	defaultCapacity int64
+	now             func() time.Time
+	ledger          *ledger
+	ready           atomic.Bool
+
+	orphansMu sync.Mutex
+	orphans   []Orphan
+}
+
+// Orphan is a directory under a pool's volumes/ that no catalog record owns.
+// It is reported, never deleted: only an operator knows whose data it is.
+type Orphan struct {
+	Pool string
+	Path string
+}
+
+// New returns a Manager over the given catalog and pools. defaultPool must be
+// a key of pools; defaultCapacity is used when a request names no size. now
+// is the clock (time.Now in production). Nothing is served until Recover
+// returns.
+func New(cat *catalog.Catalog, pools map[string]pool.Pool, defaultPool string, defaultCapacity int64, now func() time.Time) (*Manager, error) {
+	if _, ok := pools[defaultPool]; !ok {
+		return nil, fmt.Errorf("default pool %q: %w", defaultPool, ErrUnknownPool)
+	}
+	if defaultCapacity <= 0 {
+		return nil, fmt.Errorf("default capacity must be positive, got %d", defaultCapacity)
+	}
+	return &Manager{
+		cat:             cat,
+		pools:           pools,
+		defaultPool:     defaultPool,
+		defaultCapacity: defaultCapacity,
+		now:             now,
+		ledger:          newLedger(),
+	}, nil
+}
+
+// Ready reports whether Recover has finished.
+func (m *Manager) Ready() bool { return m.ready.Load() }
+
+// Get returns the volume with the given ID. IDs of a shape this driver never
+// issues are ErrNotFound without any lookup.
+func (m *Manager) Get(id string) (Volume, error) {
+	if !ValidID(id) {
+		return Volume{}, fmt.Errorf("%q is not a volume ID issued by this driver: %w", id, ErrNotFound)
+	}
+	v, err := m.cat.Get(id)
+	if errors.Is(err, catalog.ErrNotFound) || (err == nil && v.State == catalog.StateCreating) {
+		return Volume{}, fmt.Errorf("volume %s: %w", id, ErrNotFound)
+	}
+	return v, err
+}
+
+// List returns every volume that CreateVolume has returned and DeleteVolume
+// has not yet begun to remove, sorted by ID.
+func (m *Manager) List() []Volume {
+	all := m.cat.List()
+	out := all[:0]
+	for _, v := range all {
+		if v.State == catalog.StateReady {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+// Path returns the directory that holds a volume's data.
+func (m *Manager) Path(v Volume) (string, error) {
+	p, ok := m.pools[v.Pool]
+	if !ok {
+		return "", fmt.Errorf("volume %s is in pool %q: %w", v.ID, v.Pool, ErrUnknownPool)
+	}
+	return p.Path(v.ID)
+}
+
+// Condition reports whether a volume's directory is where it should be; the
+// message says what is wrong when it is not.
+func (m *Manager) Condition(v Volume) (abnormal bool, message string) {
+	p, ok := m.pools[v.Pool]
+	if !ok {
+		return true, fmt.Sprintf("pool %q of this volume is not configured on this node", v.Pool)
+	}
+	exists, err := p.Exists(v.ID)
+	switch {
+	case err != nil:
+		return true, fmt.Sprintf("cannot check volume directory: %v", err)
+	case !exists:
+		path, _ := p.Path(v.ID)
+		return true, fmt.Sprintf("volume directory %s is missing", path)
+	}
+	return false, "volume directory is present"
+}
+
+// Usage measures a volume and remembers the figure for capacity reporting.
+func (m *Manager) Usage(v Volume) (pool.Usage, error) {
+	p, ok := m.pools[v.Pool]
+	if !ok {
+		return pool.Usage{}, fmt.Errorf("volume %s is in pool %q: %w", v.ID, v.Pool, ErrUnknownPool)
+	}
+	u, err := p.Usage(v.ID)
+	if err != nil {
+		return pool.Usage{}, err
+	}
+	m.ledger.setUsed(v.ID, u.Bytes)
+	return u, nil
+}
+
+// FS describes the filesystem under a volume's pool.
+func (m *Manager) FS(v Volume) (pool.FS, error) {
+	p, ok := m.pools[v.Pool]
+	if !ok {
+		return pool.FS{}, fmt.Errorf("volume %s is in pool %q: %w", v.ID, v.Pool, ErrUnknownPool)
+	}
+	return p.Stat()
+}
+
+// Capacity is what a pool can still promise.
+type Capacity struct {
+	// Available is the filesystem's free space minus the space promised to
+	// existing volumes and not yet written by them.
+	Available int64
+	// Promised is the space promised to volumes and not yet written.
+	Promised int64
+	// Enforced reports whether the pool enforces volume sizes.
+	Enforced bool
+}
+
+// Capacity reports what pool (the default pool when empty) can promise.
+func (m *Manager) Capacity(poolName string) (Capacity, error) {
+	if poolName == "" {
+		poolName = m.defaultPool
+	}
+	p, ok := m.pools[poolName]
+	if !ok {
+		return Capacity{}, fmt.Errorf("pool %q: %w", poolName, ErrUnknownPool)
+	}
+	fs, err := p.Stat()
+	if err != nil {
+		return Capacity{}, err
+	}
+	promised := m.ledger.promised(poolName)
+	return Capacity{Available: max(0, fs.AvailableBytes-promised), Promised: promised, Enforced: p.EnforcesSize()}, nil
+}
+
+// Writable returns nil when every pool accepts new volumes.
+func (m *Manager) Writable() error {
+	for _, name := range m.PoolNames() {
+		if err := m.pools[name].Writable(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// PoolNames lists the configured pools, sorted.
+func (m *Manager) PoolNames() []string {
+	names := make([]string, 0, len(m.pools))
+	for n := range m.pools {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// DefaultPool names the pool used when a request names none.
+func (m *Manager) DefaultPool() string { return m.defaultPool }
+
+// Orphans returns the directories found at the last recovery that no record
+// owns.
+func (m *Manager) Orphans() []Orphan {
+	m.orphansMu.Lock()
+	defer m.orphansMu.Unlock()
+	return append([]Orphan(nil), m.orphans...)
+}
+
+// Run refreshes the usage of every volume every interval until ctx ends, so
+// that capacity reflects data actually written. It returns nil when ctx ends.
+func (m *Manager) Run(ctx context.Context, interval time.Duration) error {
+	logger := klog.FromContext(ctx)
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		for _, v := range m.List() {
+			if ctx.Err() != nil {
+				return nil
+			}
+			if _, err := m.Usage(v); err != nil {
+				logger.V(4).Info("Cannot measure volume", "volumeID", v.ID, "err", err)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}

@@ -1,0 +1,95 @@
+package volume
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/dirvol/dirvol/pkg/catalog"
+	"k8s.io/klog/v2"
+)
+
+// Recover brings the disk and the catalog back in line after a stop or a
+// crash, then marks the manager ready:
+//   - a volume left "creating" was never returned to the CO: its directory
+//     and record are removed;
+//   - a volume left "deleting" has its reclaim policy finished;
+//   - removals interrupted in a pool's trash are finished;
+//   - a directory under volumes/ that no record owns is reported as an
+//     orphan (log and Orphans), never deleted.
+func (m *Manager) Recover(ctx context.Context) error {
+	logger := klog.FromContext(ctx)
+	owned := make(map[string]map[string]bool, len(m.pools))
+	for name := range m.pools {
+		owned[name] = make(map[string]bool)
+	}
+	var ready, rolledBack, finished int
+	for _, v := range m.cat.List() {
+		if owned[v.Pool] != nil {
+			owned[v.Pool][v.ID] = true
+		}
+		p, poolKnown := m.pools[v.Pool]
+		if !poolKnown {
+			// Never guess about data in a pool this start was not told
+			// about: keep the record as it is and say so.
+			logger.Error(nil, "Volume is in a pool that is not configured; its record is kept untouched and it is listed as abnormal",
+				"volumeID", v.ID, "pool", v.Pool, "state", v.State)
+			if v.State == catalog.StateReady {
+				ready++
+			}
+			continue
+		}
+		switch v.State {
+		case catalog.StateCreating:
+			if err := p.Remove(v.ID); err != nil {
+				return fmt.Errorf("roll back unfinished create of %s: %w", v.ID, err)
+			}
+			if err := m.cat.Delete(v.ID); err != nil {
+				return err
+			}
+			delete(owned[v.Pool], v.ID)
+			rolledBack++
+			logger.Info("Rolled back a create interrupted by a stop", "volumeID", v.ID, "name", v.Name)
+		case catalog.StateDeleting:
+			if err := m.finishDelete(ctx, v); err != nil {
+				return fmt.Errorf("finish interrupted delete: %w", err)
+			}
+			delete(owned[v.Pool], v.ID)
+			finished++
+			logger.Info("Finished a delete interrupted by a stop", "volumeID", v.ID, "name", v.Name, "onDelete", v.OnDelete)
+		default:
+			m.ledger.add(v.ID, v.Pool, v.CapacityBytes)
+			ready++
+		}
+	}
+	var orphans []Orphan
+	for _, name := range m.PoolNames() {
+		p := m.pools[name]
+		if err := p.PurgeTrash(); err != nil {
+			return err
+		}
+		dirs, retained, err := p.Scan()
+		if err != nil {
+			return err
+		}
+		isRetained := make(map[string]bool, len(retained))
+		for _, id := range retained {
+			isRetained[id] = true
+		}
+		for _, dir := range dirs {
+			if owned[name][dir] || isRetained[dir] {
+				continue
+			}
+			path, _ := p.Path(dir)
+			orphans = append(orphans, Orphan{Pool: name, Path: path})
+			logger.Info("Directory in pool has no volume record; left untouched for an operator",
+				"pool", name, "path", path)
+		}
+	}
+	m.orphansMu.Lock()
+	m.orphans = orphans
+	m.orphansMu.Unlock()
+	m.ready.Store(true)
+	logger.Info("Volume catalog recovered", "volumes", ready, "rolledBackCreates", rolledBack,
+		"finishedDeletes", finished, "orphanDirectories", len(orphans))
+	return nil
+}
