@@ -104,17 +104,8 @@ func (m *Manager) Path(v Volume) (string, error) {
 // Condition reports whether a volume's directory is where it should be; the
 // message says what is wrong when it is not.
 func (m *Manager) Condition(v Volume) (abnormal bool, message string) {
-	p, ok := m.pools[v.Pool]
-	if !ok {
-		return true, fmt.Sprintf("pool %q of this volume is not configured on this node", v.Pool)
-	}
-	exists, err := p.Exists(v.ID)
-	switch {
-	case err != nil:
-		return true, fmt.Sprintf("cannot check volume directory: %v", err)
-	case !exists:
-		path, _ := p.Path(v.ID)
-		return true, fmt.Sprintf("volume directory %s is missing", path)
+	if issues := m.Health(v); len(issues) > 0 {
+		return true, issues[0].Message
 	}
 	return false, "volume directory is present"
 }

@@ -1,0 +1,50 @@
+package controller
+
+import (
+	"context"
+
+	"github.com/container-storage-interface/spec/lib/go/csi"
+	"github.com/dirvol/dirvol/pkg/capability"
+	"github.com/dirvol/dirvol/pkg/topology"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+	"k8s.io/klog/v2"
+)
+
+// GetCapacity reports what the pool named by the parameters (the default
+// pool when none) can still promise:
+//
+//	available = filesystem free space (statfs f_bavail * f_bsize)
+//	          - sum over the pool's volumes of max(0, capacity - bytes used)
+//
+// Bytes used per volume come from the last measurement (NodeGetVolumeStats
+// or the periodic usage refresh); a volume not yet measured counts as empty,
+// so its whole size stays promised. On a "dir" pool sizes are reserved this
+// way but not enforced: a volume that writes past its size eats into the
+// free space of the others. maximum_volume_size is the same figure, since one
+// directory can take all of it. A topology other than this node, or a
+// capability dirvol cannot serve, has capacity 0. No lock.
+func (s *Server) GetCapacity(ctx context.Context, req *csi.GetCapacityRequest) (*csi.GetCapacityResponse, error) {
+	if err := validateGetCapacity(req); err != nil {
+		return nil, err
+	}
+	params, _ := parseParameters(req.GetParameters())
+	if t := req.GetAccessibleTopology(); t != nil {
+		if !topology.Allows(&csi.TopologyRequirement{Requisite: []*csi.Topology{t}}, s.cfg.NodeID) {
+			return &csi.GetCapacityResponse{}, nil
+		}
+	}
+	if len(req.GetVolumeCapabilities()) > 0 {
+		if err := capability.CheckAll(req.GetVolumeCapabilities()); err != nil {
+			klog.FromContext(ctx).V(4).Info("No capacity for unsupported capabilities", "reason", err.Error())
+			return &csi.GetCapacityResponse{}, nil
+		}
+	}
+	c, err := s.vols.Capacity(params.pool)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &csi.GetCapacityResponse{
+		AvailableCapacity: c.Available,
+		MaximumVolumeSize: wrapperspb.Int64(c.Available),
+	}, nil
+}

@@ -1,0 +1,95 @@
+package controller
+
+import (
+	"context"
+	"sort"
+
+	"github.com/container-storage-interface/spec/lib/go/csi"
+	"github.com/dirvol/dirvol/pkg/volume"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// page returns the volumes after token (a volume ID; "" starts at the
+// beginning), at most max of them (0 = all), and the token for the next
+// page. Because the token is the last ID returned rather than an offset,
+// volumes created or deleted between pages never shift the listing, and a
+// token whose volume has since been deleted still works.
+func page(all []volume.Volume, token string, max int32) ([]volume.Volume, string, error) {
+	if token != "" && !volume.ValidID(token) {
+		return nil, "", status.Errorf(codes.Aborted, "starting_token %.64q was not issued by this driver; list again from the start", token)
+	}
+	start := sort.Search(len(all), func(i int) bool { return all[i].ID > token })
+	rest := all[start:]
+	if max == 0 || int(max) >= len(rest) {
+		return rest, "", nil
+	}
+	rest = rest[:max]
+	return rest, rest[len(rest)-1].ID, nil
+}
+
+// ListVolumes pages through the volumes of this node. No lock: it reads a
+// catalog snapshot.
+func (s *Server) ListVolumes(ctx context.Context, req *csi.ListVolumesRequest) (*csi.ListVolumesResponse, error) {
+	if err := validatePage(req.GetMaxEntries()); err != nil {
+		return nil, err
+	}
+	vols, next, err := page(s.vols.List(), req.GetStartingToken(), req.GetMaxEntries())
+	if err != nil {
+		return nil, err
+	}
+	out := &csi.ListVolumesResponse{NextToken: next, Entries: make([]*csi.ListVolumesResponse_Entry, 0, len(vols))}
+	for _, v := range vols {
+		out.Entries = append(out.Entries, &csi.ListVolumesResponse_Entry{
+			Volume: s.csiVolume(v),
+			Status: &csi.ListVolumesResponse_VolumeStatus{},
+		})
+	}
+	return out, nil
+}
+
+// ControllerListVolumeHealth pages through the volumes and reports those
+// with an adverse condition (for example a directory removed behind the
+// driver's back). No lock.
+func (s *Server) ControllerListVolumeHealth(ctx context.Context, req *csi.ControllerListVolumeHealthRequest) (*csi.ControllerListVolumeHealthResponse, error) {
+	if err := validatePage(req.GetMaxEntries()); err != nil {
+		return nil, err
+	}
+	vols, next, err := page(s.vols.List(), req.GetStartingToken(), req.GetMaxEntries())
+	if err != nil {
+		return nil, err
+	}
+	out := &csi.ControllerListVolumeHealthResponse{NextToken: next}
+	for _, v := range vols {
+		if h := s.health(v); len(h.GetHealthStatuses()) > 0 {
+			out.Entries = append(out.Entries, h)
+		}
+	}
+	return out, nil
+}
+
+// ControllerGetVolumeHealth reports one volume's health. No lock.
+func (s *Server) ControllerGetVolumeHealth(ctx context.Context, req *csi.ControllerGetVolumeHealthRequest) (*csi.ControllerGetVolumeHealthResponse, error) {
+	if err := validateControllerGetVolumeHealth(req); err != nil {
+		return nil, err
+	}
+	v, err := s.vols.Get(req.GetVolumeId())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &csi.ControllerGetVolumeHealthResponse{VolumeHealth: s.health(v)}, nil
+}
+
+func (s *Server) health(v volume.Volume) *csi.VolumeHealth {
+	h := &csi.VolumeHealth{VolumeId: v.ID}
+	for _, issue := range s.vols.Health(v) {
+		kind := csi.VolumeHealthErrorType_INACCESSIBLE
+		if issue.Kind == volume.DataLoss {
+			kind = csi.VolumeHealthErrorType_DATA_LOSS
+		}
+		h.HealthStatuses = append(h.HealthStatuses, &csi.VolumeHealth_VolumeHealthEntry{
+			Status: kind, Reason: issue.Reason, Message: issue.Message,
+		})
+	}
+	return h
+}

@@ -1,0 +1,142 @@
+package controller
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"testing"
+
+	"github.com/container-storage-interface/spec/lib/go/csi"
+	"github.com/dirvol/dirvol/pkg/topology"
+	"google.golang.org/grpc/codes"
+)
+
+func TestListVolumesPaging(t *testing.T) {
+	e := newEnv(t)
+	want := map[string]bool{}
+	for i := range 7 {
+		want[e.create(t, fmt.Sprintf("pv-%d", i), nil).GetVolumeId()] = true
+	}
+	ctx := context.Background()
+	got := map[string]bool{}
+	token := ""
+	pages := 0
+	for {
+		resp, err := e.srv.ListVolumes(ctx, &csi.ListVolumesRequest{MaxEntries: 3, StartingToken: token})
+		if err != nil {
+			t.Fatal(err)
+		}
+		pages++
+		if len(resp.GetEntries()) > 3 {
+			t.Fatalf("page has %d entries, max 3", len(resp.GetEntries()))
+		}
+		for _, en := range resp.GetEntries() {
+			got[en.GetVolume().GetVolumeId()] = true
+		}
+		if token = resp.GetNextToken(); token == "" {
+			break
+		}
+	}
+	if pages != 3 || len(got) != len(want) {
+		t.Fatalf("%d pages, %d volumes; want 3 pages, %d volumes", pages, len(got), len(want))
+	}
+}
+
+func TestListVolumesTokenOfDeletedVolume(t *testing.T) {
+	e := newEnv(t)
+	for i := range 4 {
+		e.create(t, fmt.Sprintf("pv-%d", i), nil)
+	}
+	ctx := context.Background()
+	first, err := e.srv.ListVolumes(ctx, &csi.ListVolumesRequest{MaxEntries: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.srv.DeleteVolume(ctx, &csi.DeleteVolumeRequest{VolumeId: first.GetNextToken()}); err != nil {
+		t.Fatal(err)
+	}
+	rest, err := e.srv.ListVolumes(ctx, &csi.ListVolumesRequest{StartingToken: first.GetNextToken()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rest.GetEntries()) != 2 {
+		t.Fatalf("second page has %d entries, want 2", len(rest.GetEntries()))
+	}
+}
+
+func TestListVolumesBadInput(t *testing.T) {
+	tests := []struct {
+		name string
+		req  *csi.ListVolumesRequest
+		want codes.Code
+	}{
+		{"negative max", &csi.ListVolumesRequest{MaxEntries: -1}, codes.InvalidArgument},
+		{"foreign token", &csi.ListVolumesRequest{StartingToken: "invalid-token"}, codes.Aborted},
+		{"traversal token", &csi.ListVolumesRequest{StartingToken: "../x"}, codes.Aborted},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := newEnv(t).srv.ListVolumes(context.Background(), tc.req)
+			wantCode(t, err, tc.want)
+		})
+	}
+}
+
+func TestVolumeHealth(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	healthy := e.create(t, "pv-ok", nil)
+	broken := e.create(t, "pv-broken", nil)
+	if err := os.Remove(e.root + "/default/volumes/" + broken.GetVolumeId()); err != nil {
+		t.Fatal(err)
+	}
+	list, err := e.srv.ControllerListVolumeHealth(ctx, &csi.ControllerListVolumeHealthRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(list.GetEntries()) != 1 || list.GetEntries()[0].GetVolumeId() != broken.GetVolumeId() {
+		t.Fatalf("health entries = %v, want only %s", list.GetEntries(), broken.GetVolumeId())
+	}
+	if s := list.GetEntries()[0].GetHealthStatuses(); len(s) != 1 || s[0].GetStatus() != csi.VolumeHealthErrorType_DATA_LOSS || s[0].GetMessage() == "" {
+		t.Fatalf("broken volume health = %v, want DATA_LOSS with a message", s)
+	}
+	one, err := e.srv.ControllerGetVolumeHealth(ctx, &csi.ControllerGetVolumeHealthRequest{VolumeId: healthy.GetVolumeId()})
+	if err != nil || len(one.GetVolumeHealth().GetHealthStatuses()) != 0 {
+		t.Fatalf("healthy volume: %v %v", one, err)
+	}
+	_, err = e.srv.ControllerGetVolumeHealth(ctx, &csi.ControllerGetVolumeHealthRequest{VolumeId: "fake"})
+	wantCode(t, err, codes.NotFound)
+	got, err := e.srv.ControllerGetVolume(ctx, &csi.ControllerGetVolumeRequest{VolumeId: healthy.GetVolumeId()})
+	if err != nil || got.GetVolume().GetVolumeId() != healthy.GetVolumeId() {
+		t.Fatalf("ControllerGetVolume: %v %v", got, err)
+	}
+}
+
+func TestGetCapacity(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	before, err := e.srv.GetCapacity(ctx, &csi.GetCapacityRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if before.GetAvailableCapacity() <= 0 || before.GetMaximumVolumeSize().GetValue() != before.GetAvailableCapacity() {
+		t.Fatalf("capacity = %v", before)
+	}
+	// A 1 MiB volume that has written nothing is promised in full.
+	e.create(t, "pv-cap", nil)
+	after, err := e.srv.GetCapacity(ctx, &csi.GetCapacityRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if drop := before.GetAvailableCapacity() - after.GetAvailableCapacity(); drop < 1<<20 {
+		t.Fatalf("capacity dropped by %d after promising 1Mi", drop)
+	}
+	other, err := e.srv.GetCapacity(ctx, &csi.GetCapacityRequest{AccessibleTopology: topology.ForNode("node-b")})
+	if err != nil || other.GetAvailableCapacity() != 0 {
+		t.Fatalf("capacity for another node = %v %v, want 0", other, err)
+	}
+	_, err = e.srv.GetCapacity(ctx, &csi.GetCapacityRequest{Parameters: map[string]string{"pool": "nope"}})
+	wantCode(t, err, codes.InvalidArgument)
+	_, err = e.srv.GetCapacity(ctx, &csi.GetCapacityRequest{Parameters: map[string]string{"bogus": "1"}})
+	wantCode(t, err, codes.InvalidArgument)
+}

@@ -1,0 +1,120 @@
+package controller
+
+import (
+	"errors"
+	"fmt"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/dirvol/dirvol/pkg/pool"
+	"github.com/dirvol/dirvol/pkg/volume"
+)
+
+// StorageClass parameters dirvol understands. All are optional.
+const (
+	paramPool     = "pool"
+	paramOnDelete = "onDelete"
+	paramMode     = "mode"
+	paramUID      = "uid"
+	paramGID      = "gid"
+
+	// Passed by external-provisioner with --extra-create-metadata.
+	paramPVCName      = "csi.storage.k8s.io/pvc/name"
+	paramPVCNamespace = "csi.storage.k8s.io/pvc/namespace"
+	paramPVName       = "csi.storage.k8s.io/pv/name"
+)
+
+// defaultMode lets any pod user write into a new volume, as hostPath-style
+// provisioners do; fsGroup handling by kubelet (fsGroupPolicy File) or the
+// "mode" parameter narrows it.
+const defaultMode = 0o777
+
+var errBadParameter = errors.New("invalid parameter")
+
+var (
+	// dns1123Label is a Kubernetes namespace name.
+	dns1123Label = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$`)
+	// dns1123Subdomain is a Kubernetes object name (PVC, PV).
+	dns1123Subdomain = regexp.MustCompile(`^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$`)
+	modePattern      = regexp.MustCompile(`^0?[0-7]{3}$`)
+)
+
+var knownParameters = []string{paramPool, paramOnDelete, paramMode, paramUID, paramGID,
+	paramPVCName, paramPVCNamespace, paramPVName}
+
+// parameters is a validated StorageClass parameter set.
+type parameters struct {
+	pool                          string
+	onDelete                      volume.OnDelete
+	perm                          pool.Permissions
+	pvcNamespace, pvcName, pvName string
+}
+
+// parseParameters validates CreateVolume or GetCapacity parameters. Every
+// error wraps errBadParameter and names the key.
+func parseParameters(in map[string]string) (parameters, error) {
+	p := parameters{onDelete: volume.OnDeleteDelete, perm: pool.Permissions{Mode: defaultMode, UID: -1, GID: -1}}
+	for k, v := range in {
+		var err error
+		switch k {
+		case paramPool:
+			if v == "" {
+				err = errors.New("must name a pool")
+			}
+			p.pool = v
+		case paramOnDelete:
+			p.onDelete = volume.OnDelete(strings.ToLower(v))
+			switch p.onDelete {
+			case volume.OnDeleteDelete, volume.OnDeleteRetain, volume.OnDeleteArchive:
+			default:
+				err = errors.New("must be delete, retain or archive")
+			}
+		case paramMode:
+			if !modePattern.MatchString(v) {
+				err = errors.New("must be an octal permission such as 0770")
+				break
+			}
+			m, _ := strconv.ParseUint(v, 8, 32)
+			p.perm.Mode = uint32(m)
+		case paramUID:
+			p.perm.UID, err = parseID(v)
+		case paramGID:
+			p.perm.GID, err = parseID(v)
+		case paramPVCNamespace:
+			p.pvcNamespace, err = v, checkName(v, dns1123Label, "a Kubernetes namespace name")
+		case paramPVCName:
+			p.pvcName, err = v, checkName(v, dns1123Subdomain, "a Kubernetes object name")
+		case paramPVName:
+			p.pvName, err = v, checkName(v, dns1123Subdomain, "a Kubernetes object name")
+		default:
+			err = fmt.Errorf("unknown parameter (known: %s)", strings.Join(sortedKnown(), ", "))
+		}
+		if err != nil {
+			return parameters{}, fmt.Errorf("parameter %q=%q: %v: %w", k, v, err, errBadParameter)
+		}
+	}
+	return p, nil
+}
+
+func parseID(v string) (int, error) {
+	n, err := strconv.ParseUint(v, 10, 31)
+	if err != nil {
+		return 0, errors.New("must be a decimal user or group ID below 2^31")
+	}
+	return int(n), nil
+}
+
+func checkName(v string, re *regexp.Regexp, what string) error {
+	if !re.MatchString(v) {
+		return fmt.Errorf("must be %s", what)
+	}
+	return nil
+}
+
+func sortedKnown() []string {
+	k := slices.Clone(knownParameters)
+	slices.Sort(k)
+	return k
+}
