@@ -82,6 +82,9 @@ type Catalog struct {
 	mu     sync.Mutex
 	byID   map[string]Volume
 	byName map[string]string
+	// problems holds the keys of record files Open could not load; Put
+	// refuses them so that those files stay as they were found.
+	problems map[string]bool
 }
 
 // Open loads every record under dir, creating dir when missing. Records that
@@ -89,9 +92,10 @@ type Catalog struct {
 // reserved so that nothing reuses them.
 func Open(dir string) (*Catalog, []Problem, error) {
 	c := &Catalog{
-		volumes: recordDir{path: filepath.Join(dir, "volumes")},
-		byID:    make(map[string]Volume),
-		byName:  make(map[string]string),
+		volumes:  recordDir{path: filepath.Join(dir, "volumes")},
+		byID:     make(map[string]Volume),
+		byName:   make(map[string]string),
+		problems: make(map[string]bool),
 	}
 	files, err := c.volumes.load()
 	if err != nil {
@@ -102,16 +106,19 @@ func Open(dir string) (*Catalog, []Problem, error) {
 		var v Volume
 		if err := json.Unmarshal(f.data, &v); err != nil {
 			problems = append(problems, Problem{File: c.volumes.file(f.key), Err: err})
+			c.problems[f.key] = true
 			continue
 		}
 		if v.ID != f.key {
 			problems = append(problems, Problem{File: c.volumes.file(f.key),
 				Err: fmt.Errorf("record holds ID %q, file is named for %q", v.ID, f.key)})
+			c.problems[f.key] = true
 			continue
 		}
 		if other, taken := c.byName[v.Name]; taken {
 			problems = append(problems, Problem{File: c.volumes.file(f.key),
 				Err: fmt.Errorf("name %q is also held by volume %s", v.Name, other)})
+			c.problems[f.key] = true
 			continue
 		}
 		c.byID[v.ID] = v
@@ -167,6 +174,11 @@ func (c *Catalog) Len() int {
 func (c *Catalog) Put(v Volume) error {
 	v = v.clone()
 	c.mu.Lock()
+	if c.problems[v.ID] {
+		c.mu.Unlock()
+		return fmt.Errorf("volume ID %s: its record file %s could not be loaded and is kept for an operator; the ID cannot be reused",
+			v.ID, c.volumes.file(v.ID))
+	}
 	old, existed := c.byID[v.ID]
 	if holder, taken := c.byName[v.Name]; taken && holder != v.ID {
 		c.mu.Unlock()
@@ -182,12 +194,23 @@ func (c *Catalog) Put(v Volume) error {
 		c.mu.Lock()
 		if existed {
 			c.byID[v.ID] = old
+			if old.Name != v.Name {
+				delete(c.byName, v.Name)
+			}
 		} else {
 			delete(c.byID, v.ID)
 			delete(c.byName, v.Name)
 		}
 		c.mu.Unlock()
 		return err
+	}
+	if existed && old.Name != v.Name {
+		// The record now on disk holds the new name only: free the old one.
+		c.mu.Lock()
+		if c.byName[old.Name] == v.ID {
+			delete(c.byName, old.Name)
+		}
+		c.mu.Unlock()
 	}
 	return nil
 }

@@ -14,9 +14,9 @@ import (
 func retainNoteName(id string) string { return ".dirvol-retained-" + id + ".json" }
 
 // Retain implements Pool. The note is written relative to a descriptor of the
-// volume directory opened with O_NOFOLLOW, and the note itself is opened with
-// O_NOFOLLOW, so a symbolic link the workload planted at either place is not
-// followed out of the volume.
+// volume directory opened with O_NOFOLLOW, and the note itself is created
+// with O_EXCL after unlinking whatever held its name, so a symbolic or hard
+// link the workload planted at either place is not followed out of the volume.
 func (d *Dir) Retain(id string, note RetainNote) error {
 	p, err := d.Path(id)
 	if err != nil {
@@ -37,16 +37,14 @@ func (d *Dir) Retain(id string, note RetainNote) error {
 	defer dir.Close()
 
 	name := retainNoteName(id)
-	flags := unix.O_WRONLY | unix.O_CREAT | unix.O_TRUNC | unix.O_NOFOLLOW | unix.O_CLOEXEC
-	fd, err := unix.Openat(dirfd, name, flags, 0o644)
-	if errors.Is(err, unix.ELOOP) {
-		// A symbolic link sits at the note's name: remove the link (never its
-		// target) and write the note in its place.
-		if err := unix.Unlinkat(dirfd, name, 0); err != nil {
-			return fmt.Errorf("remove link at %s/%s: %w", p, name, err)
-		}
-		fd, err = unix.Openat(dirfd, name, flags, 0o644)
+	// Whatever sits at the note's name (an earlier note, or a symbolic or
+	// hard link the workload planted) is unlinked, never written through, and
+	// the note is created afresh.
+	if err := unix.Unlinkat(dirfd, name, 0); err != nil && !errors.Is(err, unix.ENOENT) {
+		return fmt.Errorf("remove %s/%s: %w", p, name, err)
 	}
+	flags := unix.O_WRONLY | unix.O_CREAT | unix.O_EXCL | unix.O_NOFOLLOW | unix.O_CLOEXEC
+	fd, err := unix.Openat(dirfd, name, flags, 0o644)
 	if err != nil {
 		return fmt.Errorf("write retain note in %s: %w", p, err)
 	}
