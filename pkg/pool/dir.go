@@ -154,6 +154,11 @@ func (d *Dir) Archive(id, dest string) error {
 	if err != nil {
 		return err
 	}
+	// archive/ is made at startup; make it again in case an operator
+	// removed it, so that ENOENT below can only mean a missing source.
+	if err := os.MkdirAll(d.archive, 0o711); err != nil {
+		return fmt.Errorf("create %s: %w", d.archive, err)
+	}
 	err = unix.Renameat2(unix.AT_FDCWD, src, unix.AT_FDCWD, dst, unix.RENAME_NOREPLACE)
 	switch {
 	case err == nil:

@@ -35,6 +35,11 @@ func (m *Manager) Delete(ctx context.Context, id string) error {
 	if v.State == catalog.StateCreating {
 		return fmt.Errorf("volume %s is still being created: %w", id, ErrBusy)
 	}
+	if _, ok := m.pools[v.Pool]; !ok {
+		// Checked before recording the intent, so the volume stays as it
+		// was until the pool is configured again.
+		return fmt.Errorf("volume %s is in pool %q: %w", v.ID, v.Pool, ErrUnknownPool)
+	}
 	if v.State != catalog.StateDeleting {
 		v.State = catalog.StateDeleting
 		if OnDelete(v.OnDelete) == OnDeleteArchive {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/dirvol/dirvol/pkg/catalog"
+	"github.com/dirvol/dirvol/pkg/pool"
 	"k8s.io/klog/v2"
 )
 
@@ -22,7 +23,7 @@ func (m *Manager) Recover(ctx context.Context) error {
 	for name := range m.pools {
 		owned[name] = make(map[string]bool)
 	}
-	var ready, rolledBack, finished int
+	var ready, rolledBack, finished, stuck int
 	for _, v := range m.cat.List() {
 		if owned[v.Pool] != nil {
 			owned[v.Pool][v.ID] = true
@@ -40,18 +41,22 @@ func (m *Manager) Recover(ctx context.Context) error {
 		}
 		switch v.State {
 		case catalog.StateCreating:
-			if err := p.Remove(v.ID); err != nil {
-				return fmt.Errorf("roll back unfinished create of %s: %w", v.ID, err)
-			}
-			if err := m.cat.Delete(v.ID); err != nil {
-				return err
+			if err := m.rollbackUnfinished(p, v); err != nil {
+				// One stuck volume must not keep the whole node from
+				// serving: the record stays "creating", so the volume is
+				// not listed and the next start tries again.
+				logger.Error(err, "Cannot roll back an interrupted create; will retry at next start", "volumeID", v.ID)
+				stuck++
+				continue
 			}
 			delete(owned[v.Pool], v.ID)
 			rolledBack++
 			logger.Info("Rolled back a create interrupted by a stop", "volumeID", v.ID, "name", v.Name)
 		case catalog.StateDeleting:
 			if err := m.finishDelete(ctx, v); err != nil {
-				return fmt.Errorf("finish interrupted delete: %w", err)
+				logger.Error(err, "Cannot finish an interrupted delete; will retry at next start or on the next DeleteVolume", "volumeID", v.ID)
+				stuck++
+				continue
 			}
 			delete(owned[v.Pool], v.ID)
 			finished++
@@ -65,11 +70,12 @@ func (m *Manager) Recover(ctx context.Context) error {
 	for _, name := range m.PoolNames() {
 		p := m.pools[name]
 		if err := p.PurgeTrash(); err != nil {
-			return err
+			logger.Error(err, "Cannot finish removals left in the pool's trash", "pool", name)
 		}
 		dirs, retained, err := p.Scan()
 		if err != nil {
-			return err
+			logger.Error(err, "Cannot scan pool for directories without a record", "pool", name)
+			continue
 		}
 		isRetained := make(map[string]bool, len(retained))
 		for _, id := range retained {
@@ -90,6 +96,18 @@ func (m *Manager) Recover(ctx context.Context) error {
 	m.orphansMu.Unlock()
 	m.ready.Store(true)
 	logger.Info("Volume catalog recovered", "volumes", ready, "rolledBackCreates", rolledBack,
-		"finishedDeletes", finished, "orphanDirectories", len(orphans))
+		"finishedDeletes", finished, "stuckOperations", stuck, "orphanDirectories", len(orphans))
+	return nil
+}
+
+// rollbackUnfinished removes a volume that was never returned to the CO.
+func (m *Manager) rollbackUnfinished(p pool.Pool, v Volume) error {
+	if err := p.Remove(v.ID); err != nil {
+		return fmt.Errorf("roll back unfinished create of %s: %w", v.ID, err)
+	}
+	if err := m.cat.Delete(v.ID); err != nil {
+		return err
+	}
+	m.ledger.remove(v.ID)
 	return nil
 }

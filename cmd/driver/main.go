@@ -1,0 +1,76 @@
+// Command dirvol is a CSI driver that provisions directories on a node's disk
+// as Kubernetes PersistentVolumes.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"syscall"
+
+	"github.com/dirvol/dirvol/internal/driver"
+	"k8s.io/klog/v2"
+	mount "k8s.io/mount-utils"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version string
+
+func main() {
+	os.Exit(run())
+}
+
+func run() int {
+	fs := flag.NewFlagSet("dirvol", flag.ExitOnError)
+	klog.InitFlags(fs)
+	cfg := driver.Config{Version: driverVersion()}
+	if host, err := os.Hostname(); err == nil {
+		cfg.NodeID = host
+	}
+	cfg.AddFlags(fs)
+	showVersion := fs.Bool("version", false, "Print the version and exit.")
+	_ = fs.Parse(os.Args[1:]) // ExitOnError: Parse exits on a bad flag
+	if *showVersion {
+		fmt.Println("dirvol", cfg.Version)
+		return 0
+	}
+	defer klog.Flush()
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	ctx = klog.NewContext(ctx, klog.Background())
+
+	d, err := driver.New(ctx, cfg, mount.New(""))
+	if err != nil {
+		klog.ErrorS(err, "Cannot start dirvol")
+		return 1
+	}
+	if err := d.Run(ctx); err != nil {
+		klog.ErrorS(err, "dirvol stopped with an error")
+		return 1
+	}
+	klog.InfoS("dirvol stopped")
+	return 0
+}
+
+// driverVersion is the -X version, else the module version and VCS revision
+// from the build info.
+func driverVersion() string {
+	if version != "" {
+		return version
+	}
+	info, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "unknown"
+	}
+	v := info.Main.Version
+	for _, s := range info.Settings {
+		if s.Key == "vcs.revision" && len(s.Value) >= 12 {
+			v += "+" + s.Value[:12]
+		}
+	}
+	return v
+}

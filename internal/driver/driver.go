@@ -1,0 +1,129 @@
+package driver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/container-storage-interface/spec/lib/go/csi"
+	"github.com/dirvol/dirvol/pkg/catalog"
+	"github.com/dirvol/dirvol/pkg/controller"
+	"github.com/dirvol/dirvol/pkg/identity"
+	"github.com/dirvol/dirvol/pkg/node"
+	"github.com/dirvol/dirvol/pkg/pool"
+	"github.com/dirvol/dirvol/pkg/server"
+	"github.com/dirvol/dirvol/pkg/volume"
+	"github.com/kubernetes-csi/csi-lib-utils/metrics"
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sync/errgroup"
+	"k8s.io/klog/v2"
+	mount "k8s.io/mount-utils"
+)
+
+// Driver is a configured dirvol process, ready to Run.
+type Driver struct {
+	cfg  Config
+	lock *os.File
+	vols *volume.Manager
+	srv  *server.Server
+}
+
+// New opens the catalog and pools and builds the services. It starts
+// nothing: recovery and serving happen in Run.
+func New(ctx context.Context, cfg Config, mounter mount.Interface) (*Driver, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	lock, err := lockDataDir(cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	d, err := build(ctx, cfg, mounter)
+	if err != nil {
+		lock.Close()
+		return nil, err
+	}
+	d.lock = lock
+	return d, nil
+}
+
+func build(ctx context.Context, cfg Config, mounter mount.Interface) (*Driver, error) {
+	logger := klog.FromContext(ctx)
+	cat, problems, err := catalog.Open(filepath.Join(cfg.DataDir, "catalog"))
+	if err != nil {
+		return nil, fmt.Errorf("open catalog: %w", err)
+	}
+	for _, p := range problems {
+		logger.Error(p.Err, "Catalog record cannot be read; it is left in place and its volume is not served", "file", p.File)
+	}
+	pools := make(map[string]pool.Pool)
+	for _, spec := range cfg.poolSpecs() {
+		p, err := pool.NewDir(spec.Name, spec.Path)
+		if err != nil {
+			return nil, err
+		}
+		logger.Info("Pool ready", "pool", spec.Name, "path", spec.Path, "backend", p.Backend(),
+			"sizesEnforced", p.EnforcesSize(), "note", "dir pools reserve sizes for capacity reporting but do not enforce them")
+		pools[spec.Name] = p
+	}
+	vols, err := volume.New(cat, pools, defaultPool, cfg.DefaultVolumeBytes, time.Now)
+	if err != nil {
+		return nil, err
+	}
+	ctrl, err := controller.New(controller.Config{NodeID: cfg.NodeID}, vols)
+	if err != nil {
+		return nil, err
+	}
+	nodeSrv, err := node.New(node.Config{NodeID: cfg.NodeID, MaxVolumes: cfg.MaxVolumes}, vols, mounter)
+	if err != nil {
+		return nil, err
+	}
+	ready := func() error {
+		if !vols.Ready() {
+			return errors.New("volume catalog recovery has not finished")
+		}
+		return vols.Writable()
+	}
+	ident := identity.New(cfg.DriverName, cfg.Version, ready)
+
+	mm := metrics.NewCSIMetricsManagerForPlugin(cfg.DriverName)
+	mm.GetRegistry().RawMustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "dirvol_orphan_directories",
+		Help: "Directories under a pool's volumes/ that no catalog record owns, found at the last start. They are never deleted automatically; see the log for their paths.",
+	}, func() float64 { return float64(len(vols.Orphans())) }))
+
+	// /healthz is for liveness: a long recovery must not get the pod
+	// restarted, so it only checks that the pools accept writes.
+	srv, err := server.New(cfg.Server, mm, vols.Writable, ident.SetStopping)
+	if err != nil {
+		return nil, err
+	}
+	csi.RegisterIdentityServer(srv, ident)
+	csi.RegisterControllerServer(srv, ctrl)
+	csi.RegisterNodeServer(srv, nodeSrv)
+	return &Driver{cfg: cfg, vols: vols, srv: srv}, nil
+}
+
+// Run serves until ctx is cancelled. The catalog is recovered while the
+// endpoint is already up, so Probe can say "not ready" instead of the
+// socket being absent; volume RPCs answer Unavailable until then.
+func (d *Driver) Run(ctx context.Context) error {
+	logger := klog.FromContext(ctx)
+	logger.Info("Starting dirvol", "driverName", d.cfg.DriverName, "version", d.cfg.Version,
+		"nodeID", d.cfg.NodeID, "dataDir", d.cfg.DataDir, "endpoint", d.cfg.Server.Endpoint)
+	defer d.lock.Close()
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return d.srv.Run(gctx) })
+	g.Go(func() error {
+		start := time.Now()
+		if err := d.vols.Recover(gctx); err != nil {
+			return fmt.Errorf("recover volume catalog: %w", err)
+		}
+		logger.Info("Ready", "recoverySeconds", time.Since(start).Seconds())
+		return d.vols.Run(gctx, d.cfg.UsageRefresh)
+	})
+	return g.Wait()
+}

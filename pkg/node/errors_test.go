@@ -1,0 +1,47 @@
+package node
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"strings"
+	"testing"
+
+	"github.com/dirvol/dirvol/pkg/pool"
+	"github.com/dirvol/dirvol/pkg/volume"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+func TestToStatus(t *testing.T) {
+	tests := []struct {
+		name string
+		err  error
+		want codes.Code
+	}{
+		{name: "volume not found", err: fmt.Errorf("volume vol-x: %w", volume.ErrNotFound), want: codes.NotFound},
+		{name: "volume busy", err: fmt.Errorf("deleting: %w", volume.ErrBusy), want: codes.Aborted},
+		{name: "catalog not recovered", err: volume.ErrNotReady, want: codes.Unavailable},
+		{name: "invalid path element", err: fmt.Errorf("%q: %w", "..", pool.ErrInvalidName), want: codes.InvalidArgument},
+		{name: "doubly wrapped", err: fmt.Errorf("outer: %w", fmt.Errorf("inner: %w", volume.ErrNotFound)), want: codes.NotFound},
+		{name: "bare error", err: fmt.Errorf("mount failed"), want: codes.Internal},
+		{name: "os error", err: &fs.PathError{Op: "mkdir", Path: "/x", Err: fs.ErrPermission}, want: codes.Internal},
+		// Text that looks like a sentinel's is not the sentinel.
+		{name: "text only", err: errors.New(volume.ErrNotFound.Error()), want: codes.Internal},
+		{name: "unknown pool is not the client's fault here", err: volume.ErrUnknownPool, want: codes.Internal},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := toStatus(tt.err)
+			if status.Code(got) != tt.want {
+				t.Fatalf("toStatus(%v) code = %s, want %s", tt.err, status.Code(got), tt.want)
+			}
+			if !strings.Contains(got.Error(), tt.err.Error()) {
+				t.Errorf("toStatus(%v) = %v, lost the message", tt.err, got)
+			}
+		})
+	}
+	if err := toStatus(nil); err != nil {
+		t.Errorf("toStatus(nil) = %v, want nil", err)
+	}
+}

@@ -1,0 +1,102 @@
+// Package node is dirvol's CSI Node service: it bind-mounts volume
+// directories where the kubelet asks, reports their usage and condition, and
+// describes the node. It validates requests, chooses gRPC codes and takes
+// per-key locks; every rule about the bytes of a volume stays in pkg/volume.
+package node
+
+import (
+	"errors"
+	"fmt"
+	"regexp"
+
+	"github.com/container-storage-interface/spec/lib/go/csi"
+	"github.com/dirvol/dirvol/internal/keylock"
+	"github.com/dirvol/dirvol/pkg/topology"
+	"github.com/dirvol/dirvol/pkg/volume"
+	mount "k8s.io/mount-utils"
+)
+
+// labelValue is a Kubernetes label value. The node ID becomes the value of
+// the topology segment that the kubelet copies into a Node label, so a node
+// ID that is not a label value breaks registration. (It also keeps the ID
+// far below the 256 bytes the CSI spec allows for node_id.)
+var labelValue = regexp.MustCompile(`^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)$`)
+
+// Config holds the node service's settings.
+type Config struct {
+	// NodeID identifies this node to the CO and names it in the topology of
+	// every volume made here (usually the Kubernetes node name). Required.
+	NodeID string
+	// MaxVolumes is reported as max_volumes_per_node: how many volumes the
+	// CO may publish on this node. 0 means no limit.
+	MaxVolumes int64
+}
+
+// Validate checks the settings.
+func (c Config) Validate() error {
+	switch {
+	case c.NodeID == "":
+		return errors.New("node: node ID is required")
+	case !labelValue.MatchString(c.NodeID):
+		return fmt.Errorf("node: node ID %q is not a Kubernetes label value (at most 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit); it becomes the value of the topology label %s", c.NodeID, topology.NodeKey)
+	case c.MaxVolumes < 0:
+		return fmt.Errorf("node: max volumes %d is negative; use 0 for no limit", c.MaxVolumes)
+	}
+	return nil
+}
+
+// publishKey is what NodePublishVolume and NodeUnpublishVolume lock: one
+// volume at one target path.
+type publishKey struct {
+	volumeID   string
+	targetPath string
+}
+
+// Server implements csi.NodeServer over a volume.Manager and a mounter.
+//
+// Locks: NodePublishVolume and NodeUnpublishVolume hold the pair (volume ID,
+// target path) and answer Aborted when it is busy. NodeGetVolumeStats and
+// NodeGetVolumeHealth take no lock: they only read the catalog, the mount
+// table and the directory.
+// NodeGetInfo and NodeGetCapabilities read nothing that changes.
+type Server struct {
+	csi.UnimplementedNodeServer
+
+	cfg     Config
+	vols    *volume.Manager
+	mounter mount.Interface
+	targets keylock.Locks[publishKey]
+}
+
+var _ csi.NodeServer = (*Server)(nil)
+
+// New returns a node service publishing the volumes of vols with mounter.
+func New(cfg Config, vols *volume.Manager, mounter mount.Interface) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if vols == nil {
+		return nil, errors.New("node: volume manager is required")
+	}
+	if mounter == nil {
+		return nil, errors.New("node: mounter is required")
+	}
+	return &Server{cfg: cfg, vols: vols, mounter: mounter}, nil
+}
+
+// volumeDir returns a volume and the directory that holds its data, or a
+// status error saying why it cannot.
+func (s *Server) volumeDir(id string) (volume.Volume, string, error) {
+	if !s.vols.Ready() {
+		return volume.Volume{}, "", toStatus(fmt.Errorf("volume %s: %w; retry shortly", id, volume.ErrNotReady))
+	}
+	v, err := s.vols.Get(id)
+	if err != nil {
+		return volume.Volume{}, "", toStatus(err)
+	}
+	dir, err := s.vols.Path(v)
+	if err != nil {
+		return volume.Volume{}, "", toStatus(err)
+	}
+	return v, dir, nil
+}
