@@ -83,4 +83,3 @@ const defaultPool = "default"
 func (c *Config) poolSpecs() []pool.Spec {
 	return append([]pool.Spec{{Name: defaultPool, Path: filepath.Clean(c.DataDir)}}, c.Pools...)
 }
-

@@ -72,8 +72,13 @@ func (m *Manager) Get(id string) (Volume, error) {
 	if !ValidID(id) {
 		return Volume{}, fmt.Errorf("%q is not a volume ID issued by this driver: %w", id, ErrNotFound)
 	}
+	if !m.Ready() {
+		return Volume{}, ErrNotReady
+	}
 	v, err := m.cat.Get(id)
-	if errors.Is(err, catalog.ErrNotFound) || (err == nil && v.State == catalog.StateCreating) {
+	// A volume being created was never returned; one being deleted is on
+	// its way out: neither may be published or reported.
+	if errors.Is(err, catalog.ErrNotFound) || (err == nil && v.State != catalog.StateReady) {
 		return Volume{}, fmt.Errorf("volume %s: %w", id, ErrNotFound)
 	}
 	return v, err
