@@ -6,8 +6,6 @@ PKG        := ./cmd/driver
 VERSION    ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS    := -s -w -X main.version=$(VERSION)
 IMAGE      ?= dirvol:$(VERSION)
-# Where `make run` keeps its socket and data; a fresh temp dir by default.
-RUN_DIR    ?= $(shell mktemp -d /tmp/dirvol.XXXXXX)
 GOLANGCI_LINT_VERSION := v2.6.1
 
 .DEFAULT_GOAL := help
@@ -21,9 +19,10 @@ build: ## Build bin/dirvol.
 	CGO_ENABLED=0 go build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) $(PKG)
 
 .PHONY: run
-run: build ## Build and run the driver on a socket and data dir under RUN_DIR (a temp dir by default).
-	@echo "dirvol: endpoint unix://$(RUN_DIR)/csi.sock, data dir $(RUN_DIR)/data"
-	$(BIN) --endpoint unix://$(RUN_DIR)/csi.sock --data-dir $(RUN_DIR)/data --node-id $$(hostname) --v=2
+run: build ## Build and run the driver on a socket and data dir under RUN_DIR (default: a fresh temp dir).
+	@dir="$${RUN_DIR:-$$(mktemp -d /tmp/dirvol.XXXXXX)}"; \
+	echo "dirvol: endpoint unix://$$dir/csi.sock, data dir $$dir/data (Ctrl-C stops)"; \
+	exec $(BIN) --endpoint "unix://$$dir/csi.sock" --data-dir "$$dir/data" --node-id "$$(hostname)" --v=2
 
 .PHONY: test
 test: ## Run every test (unit, sanity, crash, hostile input) with -race; needs root for real mounts.
