@@ -6,7 +6,7 @@ PKG        := ./cmd/driver
 VERSION    ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS    := -s -w -X main.version=$(VERSION)
 IMAGE      ?= dirvol:$(VERSION)
-GOLANGCI_LINT_VERSION := v2.6.1
+GOLANGCI_LINT_VERSION := v2.15.0
 
 .DEFAULT_GOAL := help
 

@@ -127,7 +127,7 @@ func (m *Manager) sameVolume(v Volume, req CreateRequest) (Volume, error) {
 			v.Name, human(v.CapacityBytes), human(req.LimitBytes), ErrConflict)
 	case v.Pool != req.Pool:
 		return Volume{}, fmt.Errorf("volume %q exists in pool %q, not %q: %w", v.Name, v.Pool, req.Pool, ErrConflict)
-	case !maps.Equal(v.Parameters, req.Parameters) && !(len(v.Parameters) == 0 && len(req.Parameters) == 0):
+	case !maps.Equal(v.Parameters, req.Parameters): // nil and empty compare equal
 		return Volume{}, fmt.Errorf("volume %q exists with parameters %v, not %v: %w", v.Name, v.Parameters, req.Parameters, ErrConflict)
 	}
 	return v, nil
