@@ -178,6 +178,22 @@ func (d *Dir) Archive(id, dest string) error {
 	return syncDir(d.volumes)
 }
 
+// ArchiveTaken implements Pool.
+func (d *Dir) ArchiveTaken(dest string) (bool, error) {
+	p, err := within(d.archive, dest)
+	if err != nil {
+		return false, err
+	}
+	_, err = os.Lstat(p)
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, os.ErrNotExist):
+		return false, nil
+	}
+	return false, err
+}
+
 // Stat implements Pool.
 func (d *Dir) Stat() (FS, error) {
 	var st unix.Statfs_t

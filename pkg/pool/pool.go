@@ -81,6 +81,8 @@ type Pool interface {
 	// Archive moves the directory of volume id to archive/<dest>. It
 	// succeeds without doing anything when the move already happened.
 	Archive(id, dest string) error
+	// ArchiveTaken reports whether archive/<dest> already exists.
+	ArchiveTaken(dest string) (bool, error)
 	// Usage measures what the directory of volume id holds.
 	Usage(id string) (Usage, error)
 	// Stat describes the filesystem under the pool.

@@ -35,7 +35,8 @@ func (m *Manager) Delete(ctx context.Context, id string) error {
 	if v.State == catalog.StateCreating {
 		return fmt.Errorf("volume %s is still being created: %w", id, ErrBusy)
 	}
-	if _, ok := m.pools[v.Pool]; !ok {
+	p, ok := m.pools[v.Pool]
+	if !ok {
 		// Checked before recording the intent, so the volume stays as it
 		// was until the pool is configured again.
 		return fmt.Errorf("volume %s is in pool %q: %w", v.ID, v.Pool, ErrUnknownPool)
@@ -43,7 +44,18 @@ func (m *Manager) Delete(ctx context.Context, id string) error {
 	if v.State != catalog.StateDeleting {
 		v.State = catalog.StateDeleting
 		if OnDelete(v.OnDelete) == OnDeleteArchive {
-			v.ReclaimTarget = archiveName(v, m.now())
+			name := archiveName(v, m.now())
+			// Two volumes with the same PV name archived within one second
+			// (only possible outside Kubernetes) must not collide: the
+			// destination is fixed here, before anything moves.
+			taken, err := p.ArchiveTaken(name)
+			if err != nil {
+				return err
+			}
+			if taken {
+				name += "_" + v.ID
+			}
+			v.ReclaimTarget = name
 		}
 		if err := m.cat.Put(v); err != nil {
 			return err

@@ -291,3 +291,28 @@ func TestDeleteInterrupted(t *testing.T) {
 		t.Errorf("orphans %v", o)
 	}
 }
+
+func TestDeleteArchiveNameCollision(t *testing.T) {
+	e := newEnv(t)
+	m := e.recovered(t)
+	m.now = func() time.Time { return time.Date(2026, 11, 23, 8, 15, 0, 0, time.UTC) }
+	var ids []string
+	for _, name := range []string{"pv-a", "pv-b"} {
+		req := request(name)
+		req.OnDelete = OnDeleteArchive
+		req.PVName = "pv-same"
+		ids = append(ids, mustCreate(t, m, req).ID)
+	}
+	for _, id := range ids {
+		if err := m.Delete(context.Background(), id); err != nil {
+			t.Fatalf("Delete(%s): %v", id, err)
+		}
+	}
+	entries, err := os.ReadDir(filepath.Join(e.root, "pools", "default", "archive"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(entries) != 2 {
+		t.Fatalf("archive holds %d entries, want 2 distinct ones", len(entries))
+	}
+}
