@@ -5,6 +5,7 @@ import (
 	"sort"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
+	"github.com/dirvol/dirvol/pkg/csihealth"
 	"github.com/dirvol/dirvol/pkg/volume"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -81,15 +82,5 @@ func (s *Server) ControllerGetVolumeHealth(ctx context.Context, req *csi.Control
 }
 
 func (s *Server) health(v volume.Volume) *csi.VolumeHealth {
-	h := &csi.VolumeHealth{VolumeId: v.ID}
-	for _, issue := range s.vols.Health(v) {
-		kind := csi.VolumeHealthErrorType_INACCESSIBLE
-		if issue.Kind == volume.DataLoss {
-			kind = csi.VolumeHealthErrorType_DATA_LOSS
-		}
-		h.HealthStatuses = append(h.HealthStatuses, &csi.VolumeHealth_VolumeHealthEntry{
-			Status: kind, Reason: issue.Reason, Message: issue.Message,
-		})
-	}
-	return h
+	return csihealth.FromIssues(v.ID, s.vols.Health(v))
 }

@@ -5,7 +5,7 @@ import (
 	"fmt"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
-	"github.com/dirvol/dirvol/pkg/volume"
+	"github.com/dirvol/dirvol/pkg/csihealth"
 	"k8s.io/klog/v2"
 )
 
@@ -26,16 +26,7 @@ func (s *Server) NodeGetVolumeHealth(ctx context.Context, req *csi.NodeGetVolume
 	if err != nil {
 		return nil, err
 	}
-	h := &csi.VolumeHealth{VolumeId: id}
-	for _, issue := range s.vols.Health(v) {
-		kind := csi.VolumeHealthErrorType_INACCESSIBLE
-		if issue.Kind == volume.DataLoss {
-			kind = csi.VolumeHealthErrorType_DATA_LOSS
-		}
-		h.HealthStatuses = append(h.HealthStatuses, &csi.VolumeHealth_VolumeHealthEntry{
-			Status: kind, Reason: issue.Reason, Message: issue.Message,
-		})
-	}
+	h := csihealth.FromIssues(id, s.vols.Health(v))
 	if path != "" && len(h.HealthStatuses) == 0 {
 		published, err := s.publishedAt(source, path)
 		if err != nil {
