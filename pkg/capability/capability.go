@@ -40,11 +40,11 @@ func Check(c *csi.VolumeCapability) error {
 		return fmt.Errorf("block access type is not supported yet: use volumeMode Filesystem: %w", ErrUnsupported)
 	case *csi.VolumeCapability_Mount:
 		if fs := at.Mount.GetFsType(); fs != "" {
-			return fmt.Errorf("fs_type %q: dirvol volumes are directories on the pool's filesystem, leave fsType unset: %w", fs, ErrUnsupported)
+			return fmt.Errorf("fs_type %.64q: dirvol volumes are directories on the pool's filesystem, leave fsType unset: %w", fs, ErrUnsupported)
 		}
 		for _, f := range at.Mount.GetMountFlags() {
 			if !bindMountFlags[f] {
-				return fmt.Errorf("mount flag %q cannot apply to a bind-mounted directory (allowed: ro, rw, [no]suid, [no]dev, [no]exec, [no]atime, [no]diratime, [no]relatime, [no]strictatime, nosymfollow): %w", f, ErrUnsupported)
+				return fmt.Errorf("mount flag %.64q cannot apply to a bind-mounted directory (allowed: ro, rw, [no]suid, [no]dev, [no]exec, [no]atime, [no]diratime, [no]relatime, [no]strictatime, nosymfollow): %w", f, ErrUnsupported)
 			}
 		}
 	default:

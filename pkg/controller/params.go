@@ -92,7 +92,7 @@ func parseParameters(in map[string]string) (parameters, error) {
 			err = fmt.Errorf("unknown parameter (known: %s)", strings.Join(sortedKnown(), ", "))
 		}
 		if err != nil {
-			return parameters{}, fmt.Errorf("parameter %q=%q: %w: %w", k, v, err, errBadParameter)
+			return parameters{}, fmt.Errorf("parameter %.64q=%.64q: %w: %w", k, v, err, errBadParameter)
 		}
 	}
 	return p, nil

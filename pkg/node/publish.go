@@ -35,6 +35,9 @@ func (s *Server) NodePublishVolume(ctx context.Context, req *csi.NodePublishVolu
 		return nil, err
 	}
 	id, target := req.GetVolumeId(), filepath.Clean(req.GetTargetPath())
+	if err := s.checkTarget(target); err != nil {
+		return nil, err
+	}
 	key := publishKey{volumeID: id, targetPath: target}
 	if !s.targets.TryLock(key) {
 		return nil, status.Errorf(codes.Aborted, "an operation on volume %s at %s is already in progress", id, target)
@@ -107,6 +110,9 @@ func (s *Server) NodeUnpublishVolume(ctx context.Context, req *csi.NodeUnpublish
 		return nil, err
 	}
 	id, target := req.GetVolumeId(), filepath.Clean(req.GetTargetPath())
+	if err := s.checkTarget(target); err != nil {
+		return nil, err
+	}
 	key := publishKey{volumeID: id, targetPath: target}
 	if !s.targets.TryLock(key) {
 		return nil, status.Errorf(codes.Aborted, "an operation on volume %s at %s is already in progress", id, target)

@@ -89,6 +89,8 @@ func checkPath(field, p string) error {
 		return invalid("%s %.200q holds a NUL byte", field, p)
 	case !filepath.IsAbs(p):
 		return invalid("%s %.200q is not an absolute path", field, p)
+	case slices.Contains(strings.Split(p, "/"), ".."):
+		return invalid("%s %.200q has a \"..\" element; give the path without it", field, p)
 	}
 	return nil
 }

@@ -63,6 +63,8 @@ type RetainNote struct {
 type Pool interface {
 	// Name is the pool's name as given on the command line.
 	Name() string
+	// Root is the pool's root directory.
+	Root() string
 	// Backend names the implementation ("dir").
 	Backend() string
 	// EnforcesSize reports whether writes past a volume's size fail.

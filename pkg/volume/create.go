@@ -58,7 +58,7 @@ func (m *Manager) Create(ctx context.Context, req CreateRequest) (Volume, error)
 	}
 	p, ok := m.pools[req.Pool]
 	if !ok {
-		return Volume{}, fmt.Errorf("pool %q is not configured on this node (pools: %v): %w", req.Pool, m.PoolNames(), ErrUnknownPool)
+		return Volume{}, fmt.Errorf("pool %.64q is not configured on this node (pools: %v): %w", req.Pool, m.PoolNames(), ErrUnknownPool)
 	}
 	size := m.sizeFor(req)
 	fs, err := p.Stat()

@@ -23,7 +23,7 @@ func (m *Manager) Delete(ctx context.Context, id string) error {
 		return ErrNotReady
 	}
 	if !ValidID(id) {
-		return fmt.Errorf("%q is not a volume ID issued by this driver: %w", id, ErrNotFound)
+		return fmt.Errorf("%.64q is not a volume ID issued by this driver: %w", id, ErrNotFound)
 	}
 	v, err := m.cat.Get(id)
 	if errors.Is(err, catalog.ErrNotFound) {
@@ -124,7 +124,18 @@ func archiveName(v Volume, now time.Time) string {
 	}
 	stamp := now.UTC().Format(archiveTimeFormat)
 	if v.PVCNamespace != "" && v.PVCName != "" {
-		return strings.Join([]string{v.PVCNamespace, v.PVCName, pv, stamp}, "_")
+		if full := strings.Join([]string{v.PVCNamespace, v.PVCName, pv, stamp}, "_"); len(full) <= maxArchiveName {
+			return full
+		}
+		// Kubernetes names can add up past what one path element holds;
+		// the PV name alone still identifies the volume.
+	}
+	if keep := maxArchiveName - len(stamp) - 1; len(pv) > keep {
+		pv = pv[:keep]
 	}
 	return pv + "_" + stamp
 }
+
+// maxArchiveName leaves room for "_<volume ID>" appended on a collision
+// within the 255 bytes of a path element.
+const maxArchiveName = 255 - 1 - 36

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -25,6 +26,10 @@ func TestArchiveName(t *testing.T) {
 		{name: "PV name only", volName: "vol-name", pvName: "pvc-1", want: "pvc-1_" + fixedStamp},
 		{name: "no metadata", volName: "vol-name", want: "vol-name_" + fixedStamp},
 		{name: "namespace without claim", volName: "vol-name", ns: "team-a", pvName: "pvc-1", want: "pvc-1_" + fixedStamp},
+		{name: "metadata too long for one path element", volName: "pvc-1", ns: strings.Repeat("n", 63),
+			pvc: strings.Repeat("c", 253), pvName: "pvc-1", want: "pvc-1_" + fixedStamp},
+		{name: "PV name too long", volName: strings.Repeat("p", 253),
+			want: strings.Repeat("p", maxArchiveName-len(fixedStamp)-1) + "_" + fixedStamp},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -70,7 +70,7 @@ func (m *Manager) Ready() bool { return m.ready.Load() }
 // issues are ErrNotFound without any lookup.
 func (m *Manager) Get(id string) (Volume, error) {
 	if !ValidID(id) {
-		return Volume{}, fmt.Errorf("%q is not a volume ID issued by this driver: %w", id, ErrNotFound)
+		return Volume{}, fmt.Errorf("%.64q is not a volume ID issued by this driver: %w", id, ErrNotFound)
 	}
 	if !m.Ready() {
 		return Volume{}, ErrNotReady
@@ -184,6 +184,16 @@ func (m *Manager) PoolNames() []string {
 	}
 	sort.Strings(names)
 	return names
+}
+
+// Roots returns the root directory of every pool, sorted by pool name.
+// Nothing but the driver may mount on, in or over them.
+func (m *Manager) Roots() []string {
+	roots := make([]string, 0, len(m.pools))
+	for _, name := range m.PoolNames() {
+		roots = append(roots, m.pools[name].Root())
+	}
+	return roots
 }
 
 // DefaultPool names the pool used when a request names none.
