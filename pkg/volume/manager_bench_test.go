@@ -20,10 +20,10 @@ import (
 
 // The benchmarks below run Create and Delete against a real catalog and dir
 // pool in the test temp dir (os.TempDir, as b.TempDir uses), so every figure
-// includes the fsyncs of that filesystem; each top-level benchmark logs which
-// filesystem it was. Each run starts from a data dir holding a number of
-// volumes made through Manager.Create and opened and recovered as a fresh
-// start does. `make bench` runs them.
+// includes the fsyncs of that filesystem; the first run logs which one it is.
+// Each run starts from a data dir holding a number of volumes made through
+// Manager.Create, opened and recovered as a fresh start does. `make bench`
+// runs them.
 
 // existingCounts are the numbers of volumes a run starts with.
 var existingCounts = []int{0, 1000, 10000}
@@ -36,6 +36,9 @@ const parallelCallers = 4
 // quiet is the context of benchmark calls: the zero logger discards, so
 // recovery's summary lines stay out of the figures.
 var quiet = klog.NewContext(context.Background(), klog.Logger{})
+
+// filesystemLogged makes the filesystem show once in the output.
+var filesystemLogged sync.Once
 
 // templates caches, for the life of the process, data dirs holding a given
 // number of volumes; making 10,000 volumes costs several fsyncs each. A run
@@ -56,7 +59,6 @@ func TestMain(m *testing.M) {
 }
 
 func BenchmarkCreate(b *testing.B) {
-	logFilesystem(b)
 	for _, n := range existingCounts {
 		b.Run(fmt.Sprintf("existing=%d", n), func(b *testing.B) {
 			m := benchManager(b, n)
@@ -78,7 +80,6 @@ func BenchmarkCreate(b *testing.B) {
 // BenchmarkCreateParallel measures the throughput of Create called by
 // parallelCallers goroutines per CPU, each volume with its own name.
 func BenchmarkCreateParallel(b *testing.B) {
-	logFilesystem(b)
 	for _, n := range existingCounts {
 		b.Run(fmt.Sprintf("existing=%d", n), func(b *testing.B) {
 			m := benchManager(b, n)
@@ -102,7 +103,6 @@ func BenchmarkCreateParallel(b *testing.B) {
 // BenchmarkDelete deletes b.N volumes made, before the timer starts, on top
 // of the existing ones.
 func BenchmarkDelete(b *testing.B) {
-	logFilesystem(b)
 	for _, n := range existingCounts {
 		b.Run(fmt.Sprintf("existing=%d", n), func(b *testing.B) {
 			m := benchManager(b, n)
@@ -149,19 +149,15 @@ func benchRequest(name string) CreateRequest {
 func benchManager(b *testing.B, n int) *Manager {
 	b.Helper()
 	dir := filepath.Join(b.TempDir(), "data")
+	filesystemLogged.Do(func() { logFilesystem(b, filepath.Dir(dir)) })
 	if n == 0 {
 		if err := os.Mkdir(dir, 0o711); err != nil {
 			b.Fatal(err)
 		}
 	} else {
-		src := template(b, n)
-		t0 := time.Now()
-		copyDir(b, src, dir)
-		b.Logf("TIMING copy+sync %v", time.Since(t0))
+		copyDir(b, template(b, n), dir)
 	}
-	t0 := time.Now()
 	m := openManager(b, dir)
-	b.Logf("TIMING open %v", time.Since(t0))
 	if got := len(m.List()); got != n {
 		b.Fatalf("data dir holds %d volumes after recovery, want %d", got, n)
 	}
@@ -217,15 +213,11 @@ func template(b *testing.B, n int) string {
 			base, src = have, d
 		}
 	}
-	t0 := time.Now()
 	if src != "" {
 		copyDir(b, src, dir)
 	}
-	t1 := time.Now()
 	populate(b, openManager(b, dir), base, n)
-	t2 := time.Now()
 	syncFS(b, dir)
-	b.Logf("TIMING copy %v populate %v sync %v", t1.Sub(t0), t2.Sub(t1), time.Since(t2))
 	templates.dirs[n] = dir
 	return dir
 }
@@ -269,38 +261,20 @@ func populate(b *testing.B, m *Manager, from, to int) {
 	}
 }
 
-// logFilesystem logs the filesystem the benchmarks' data dirs are on.
-func logFilesystem(b *testing.B) {
+// logFilesystem logs the filesystem that dir is on.
+func logFilesystem(b *testing.B, dir string) {
 	b.Helper()
-	dir := b.TempDir()
 	var st unix.Statfs_t
 	if err := unix.Statfs(dir, &st); err != nil {
 		b.Fatalf("statfs %s: %v", dir, err)
 	}
-	magic := uint32(st.Type)
-	b.Logf("data dirs under %s: filesystem %s (statfs magic 0x%x)", os.TempDir(), filesystemName(magic), magic)
-}
-
-func filesystemName(magic uint32) string {
-	switch magic {
-	case unix.TMPFS_MAGIC:
-		return "tmpfs"
-	case unix.EXT4_SUPER_MAGIC:
-		return "ext2/3/4"
-	case unix.XFS_SUPER_MAGIC:
-		return "xfs"
-	case unix.BTRFS_SUPER_MAGIC:
-		return "btrfs"
-	case unix.OVERLAYFS_SUPER_MAGIC:
-		return "overlayfs"
-	case unix.F2FS_SUPER_MAGIC:
-		return "f2fs"
-	case unix.NFS_SUPER_MAGIC:
-		return "nfs"
-	case unix.FUSE_SUPER_MAGIC:
-		return "fuse"
-	case 0x2fc12fc1:
-		return "zfs"
+	names := map[uint32]string{
+		unix.TMPFS_MAGIC: "tmpfs", unix.EXT4_SUPER_MAGIC: "ext2/3/4", unix.XFS_SUPER_MAGIC: "xfs",
+		unix.BTRFS_SUPER_MAGIC: "btrfs", unix.OVERLAYFS_SUPER_MAGIC: "overlayfs", 0x2fc12fc1: "zfs",
 	}
-	return "unknown"
+	name, ok := names[uint32(st.Type)]
+	if !ok {
+		name = "unknown"
+	}
+	b.Logf("data dirs under %s: filesystem %s (statfs magic 0x%x)", os.TempDir(), name, uint32(st.Type))
 }
