@@ -52,13 +52,8 @@ func New(ctx context.Context, cfg Config, mounter mount.Interface) (*Driver, err
 
 func build(ctx context.Context, cfg Config, mounter mount.Interface) (*Driver, error) {
 	logger := klog.FromContext(ctx)
-	cat, problems, err := catalog.Open(filepath.Join(cfg.DataDir, "catalog"))
-	if err != nil {
-		return nil, fmt.Errorf("open catalog: %w", err)
-	}
-	for _, p := range problems {
-		logger.Error(p.Err, "Catalog record cannot be read; it is left in place and its volume is not served", "file", p.File)
-	}
+	// The catalog is read by Recover, in Run, once the endpoint is up.
+	cat := catalog.New(filepath.Join(cfg.DataDir, "catalog"))
 	pools := make(map[string]pool.Pool)
 	for _, spec := range cfg.poolSpecs() {
 		p, err := pool.NewDir(spec.Name, spec.Path)

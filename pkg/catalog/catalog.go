@@ -87,44 +87,67 @@ type Catalog struct {
 	problems map[string]bool
 }
 
-// Open loads every record under dir, creating dir when missing. Records that
-// cannot be decoded are returned as Problems and left in place; their IDs stay
-// reserved so that nothing reuses them.
-func Open(dir string) (*Catalog, []Problem, error) {
-	c := &Catalog{
+// New returns an empty catalog over dir; Load reads what is on disk.
+// Splitting the two lets the driver serve Probe ("not ready") while a large
+// catalog is still being read.
+func New(dir string) *Catalog {
+	return &Catalog{
 		volumes:  recordDir{path: filepath.Join(dir, "volumes")},
 		byID:     make(map[string]Volume),
 		byName:   make(map[string]string),
 		problems: make(map[string]bool),
 	}
-	files, err := c.volumes.load()
+}
+
+// Open is New followed by Load.
+func Open(dir string) (*Catalog, []Problem, error) {
+	c := New(dir)
+	problems, err := c.Load()
 	if err != nil {
 		return nil, nil, err
 	}
+	return c, problems, nil
+}
+
+// Load (re)reads every record under dir, creating dir when missing, and
+// replaces the in-memory indexes. Records that cannot be decoded are
+// returned as Problems and left in place; their IDs stay reserved so that
+// nothing reuses them. Load must not run concurrently with Put or Delete.
+func (c *Catalog) Load() ([]Problem, error) {
+	files, err := c.volumes.load()
+	if err != nil {
+		return nil, err
+	}
+	byID := make(map[string]Volume, len(files))
+	byName := make(map[string]string, len(files))
+	bad := make(map[string]bool)
 	var problems []Problem
 	for _, f := range files {
 		var v Volume
 		if err := json.Unmarshal(f.data, &v); err != nil {
 			problems = append(problems, Problem{File: c.volumes.file(f.key), Err: err})
-			c.problems[f.key] = true
+			bad[f.key] = true
 			continue
 		}
 		if v.ID != f.key {
 			problems = append(problems, Problem{File: c.volumes.file(f.key),
 				Err: fmt.Errorf("record holds ID %q, file is named for %q", v.ID, f.key)})
-			c.problems[f.key] = true
+			bad[f.key] = true
 			continue
 		}
-		if other, taken := c.byName[v.Name]; taken {
+		if other, taken := byName[v.Name]; taken {
 			problems = append(problems, Problem{File: c.volumes.file(f.key),
 				Err: fmt.Errorf("name %q is also held by volume %s", v.Name, other)})
-			c.problems[f.key] = true
+			bad[f.key] = true
 			continue
 		}
-		c.byID[v.ID] = v
-		c.byName[v.Name] = v.ID
+		byID[v.ID] = v
+		byName[v.Name] = v.ID
 	}
-	return c, problems, nil
+	c.mu.Lock()
+	c.byID, c.byName, c.problems = byID, byName, bad
+	c.mu.Unlock()
+	return problems, nil
 }
 
 // Get returns the record with the given ID.

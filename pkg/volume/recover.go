@@ -9,8 +9,8 @@ import (
 	"k8s.io/klog/v2"
 )
 
-// Recover brings the disk and the catalog back in line after a stop or a
-// crash, then marks the manager ready:
+// Recover reads the catalog from disk, brings the disk and the catalog back
+// in line after a stop or a crash, then marks the manager ready:
 //   - a volume left "creating" was never returned to the CO: its directory
 //     and record are removed;
 //   - a volume left "deleting" has its reclaim policy finished;
@@ -19,6 +19,13 @@ import (
 //     orphan (log and Orphans), never deleted.
 func (m *Manager) Recover(ctx context.Context) error {
 	logger := klog.FromContext(ctx)
+	problems, err := m.cat.Load()
+	if err != nil {
+		return fmt.Errorf("load volume catalog: %w", err)
+	}
+	for _, p := range problems {
+		logger.Error(p.Err, "Catalog record cannot be read; it is left in place and its volume is not served", "file", p.File)
+	}
 	owned := make(map[string]map[string]bool, len(m.pools))
 	for name := range m.pools {
 		owned[name] = make(map[string]bool)
