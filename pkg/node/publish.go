@@ -35,14 +35,11 @@ func (s *Server) NodePublishVolume(ctx context.Context, req *csi.NodePublishVolu
 		return nil, err
 	}
 	id, target := req.GetVolumeId(), filepath.Clean(req.GetTargetPath())
-	if err := s.checkTarget(target); err != nil {
+	unlock, err := s.lockTarget(id, target)
+	if err != nil {
 		return nil, err
 	}
-	key := publishKey{volumeID: id, targetPath: target}
-	if !s.targets.TryLock(key) {
-		return nil, status.Errorf(codes.Aborted, "an operation on volume %s at %s is already in progress", id, target)
-	}
-	defer s.targets.Unlock(key)
+	defer unlock()
 
 	v, source, err := s.volumeDir(id)
 	if err != nil {
@@ -110,14 +107,11 @@ func (s *Server) NodeUnpublishVolume(ctx context.Context, req *csi.NodeUnpublish
 		return nil, err
 	}
 	id, target := req.GetVolumeId(), filepath.Clean(req.GetTargetPath())
-	if err := s.checkTarget(target); err != nil {
+	unlock, err := s.lockTarget(id, target)
+	if err != nil {
 		return nil, err
 	}
-	key := publishKey{volumeID: id, targetPath: target}
-	if !s.targets.TryLock(key) {
-		return nil, status.Errorf(codes.Aborted, "an operation on volume %s at %s is already in progress", id, target)
-	}
-	defer s.targets.Unlock(key)
+	defer unlock()
 
 	if err := mount.CleanupMountPoint(target, s.mounter, true); err != nil {
 		if errors.Is(err, syscall.ENOTEMPTY) {
@@ -127,6 +121,19 @@ func (s *Server) NodeUnpublishVolume(ctx context.Context, req *csi.NodeUnpublish
 	}
 	klog.FromContext(ctx).V(2).Info("Volume unpublished", "volumeID", id, "targetPath", target)
 	return &csi.NodeUnpublishVolumeResponse{}, nil
+}
+
+// lockTarget refuses a target that overlaps a pool, then takes the try-lock
+// of volume ID + target path, answering Aborted when it is held.
+func (s *Server) lockTarget(id, target string) (unlock func(), err error) {
+	if err := s.checkTarget(target); err != nil {
+		return nil, err
+	}
+	key := publishKey{volumeID: id, targetPath: target}
+	if !s.targets.TryLock(key) {
+		return nil, status.Errorf(codes.Aborted, "an operation on volume %s at %s is already in progress", id, target)
+	}
+	return func() { s.targets.Unlock(key) }, nil
 }
 
 // mountOptions are the bind-mount options for a publish: "bind", the
