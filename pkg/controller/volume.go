@@ -69,6 +69,11 @@ func (s *Server) DeleteVolume(ctx context.Context, req *csi.DeleteVolumeRequest)
 		klog.FromContext(ctx).V(2).Info("Volume to delete does not exist; nothing to do", "volumeID", id)
 		return &csi.DeleteVolumeResponse{}, nil
 	}
+	if errors.Is(err, volume.ErrUnknownPool) {
+		// Not a bad request: the volume exists, but this start was not
+		// given its pool. Nothing was changed.
+		return nil, status.Errorf(codes.FailedPrecondition, "%v; start the driver with that --pool again, then retry", err)
+	}
 	if err != nil {
 		return nil, toStatus(err)
 	}

@@ -7,8 +7,12 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
+	"github.com/dirvol/dirvol/pkg/catalog"
+	"github.com/dirvol/dirvol/pkg/pool"
+	"github.com/dirvol/dirvol/pkg/volume"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
@@ -273,4 +277,35 @@ func TestValidateVolumeCapabilities(t *testing.T) {
 	wantCode(t, err, codes.NotFound)
 	_, err = e.srv.ValidateVolumeCapabilities(ctx, &csi.ValidateVolumeCapabilitiesRequest{VolumeId: v.GetVolumeId()})
 	wantCode(t, err, codes.InvalidArgument)
+}
+
+func TestDeleteVolumeInUnconfiguredPool(t *testing.T) {
+	e := newEnv(t)
+	v := e.create(t, "pv-fast", map[string]string{"pool": "fast"})
+	// Restart without the "fast" pool: the record stays, its pool is gone.
+	cat, _, err := catalog.Open(filepath.Join(e.root, "catalog"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := pool.NewDir("default", filepath.Join(e.root, "default"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	vols, err := volume.New(cat, map[string]pool.Pool{"default": p}, "default", 1<<20, time.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := vols.Recover(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	srv, err := New(Config{NodeID: testNode}, vols)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := tree(t, e.root)
+	_, err = srv.DeleteVolume(context.Background(), &csi.DeleteVolumeRequest{VolumeId: v.GetVolumeId()})
+	wantCode(t, err, codes.FailedPrecondition)
+	if after := tree(t, e.root); len(after) != len(before) {
+		t.Fatalf("disk changed: %d paths before, %d after", len(before), len(after))
+	}
 }
