@@ -2,10 +2,11 @@ package controller
 
 import (
 	"context"
-	"os"
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/dirvol/dirvol/internal/disktree"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
 	"github.com/dirvol/dirvol/pkg/catalog"
@@ -86,17 +87,10 @@ func wantCode(t *testing.T, err error, want codes.Code) {
 	}
 }
 
-// tree lists every path under root with its size, to show nothing changed.
-func tree(t *testing.T, root string) map[string]int64 {
+// tree describes every path under root, to show that nothing changed.
+func tree(t *testing.T, root string) map[string]string {
 	t.Helper()
-	out := map[string]int64{}
-	err := filepath.Walk(root, func(p string, info os.FileInfo, err error) error {
-		if err != nil {
-			return err
-		}
-		out[p] = info.Size()
-		return nil
-	})
+	out, err := disktree.Describe(root)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -142,8 +143,8 @@ func TestCreateVolumeErrorsChangeNothing(t *testing.T) {
 			before := tree(t, e.root)
 			_, err := e.srv.CreateVolume(context.Background(), tc.req)
 			wantCode(t, err, tc.want)
-			if after := tree(t, e.root); len(after) != len(before) {
-				t.Fatalf("disk changed: %d paths before, %d after", len(before), len(after))
+			if after := tree(t, e.root); !reflect.DeepEqual(before, after) {
+				t.Fatalf("disk changed:\nbefore %v\nafter  %v", before, after)
 			}
 			if tc.want == codes.ResourceExhausted && !strings.Contains(status.Convert(err).Message(), "can promise") {
 				t.Errorf("message %q does not give the figures", status.Convert(err).Message())
@@ -252,8 +253,8 @@ func TestDeleteVolumeForeignIDs(t *testing.T) {
 			before := tree(t, e.root)
 			_, err := e.srv.DeleteVolume(context.Background(), &csi.DeleteVolumeRequest{VolumeId: tc.id})
 			wantCode(t, err, tc.want)
-			if after := tree(t, e.root); len(after) != len(before) {
-				t.Fatalf("disk changed: %d paths before, %d after", len(before), len(after))
+			if after := tree(t, e.root); !reflect.DeepEqual(before, after) {
+				t.Fatalf("disk changed:\nbefore %v\nafter  %v", before, after)
 			}
 		})
 	}
@@ -305,7 +306,7 @@ func TestDeleteVolumeInUnconfiguredPool(t *testing.T) {
 	before := tree(t, e.root)
 	_, err = srv.DeleteVolume(context.Background(), &csi.DeleteVolumeRequest{VolumeId: v.GetVolumeId()})
 	wantCode(t, err, codes.FailedPrecondition)
-	if after := tree(t, e.root); len(after) != len(before) {
-		t.Fatalf("disk changed: %d paths before, %d after", len(before), len(after))
+	if after := tree(t, e.root); !reflect.DeepEqual(before, after) {
+		t.Fatalf("disk changed:\nbefore %v\nafter  %v", before, after)
 	}
 }

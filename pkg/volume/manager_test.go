@@ -2,18 +2,17 @@ package volume
 
 import (
 	"context"
-	"crypto/sha256"
 	"errors"
 	"fmt"
-	"io/fs"
 	"maps"
 	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/dirvol/dirvol/internal/disktree"
 
 	"github.com/dirvol/dirvol/pkg/catalog"
 	"github.com/dirvol/dirvol/pkg/pool"
@@ -197,37 +196,9 @@ func entries(t *testing.T, dir string) []string {
 // content of files or the target of links.
 func tree(t *testing.T, root string) map[string]string {
 	t.Helper()
-	out := make(map[string]string)
-	err := filepath.WalkDir(root, func(p string, _ fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		fi, err := os.Lstat(p)
-		if err != nil {
-			return err
-		}
-		st := fi.Sys().(*syscall.Stat_t)
-		desc := fmt.Sprintf("%v uid=%d gid=%d", fi.Mode(), st.Uid, st.Gid)
-		switch {
-		case fi.Mode()&os.ModeSymlink != 0:
-			target, err := os.Readlink(p)
-			if err != nil {
-				return err
-			}
-			desc += " -> " + target
-		case fi.Mode().IsRegular():
-			data, err := os.ReadFile(p)
-			if err != nil {
-				return err
-			}
-			desc += fmt.Sprintf(" %d bytes sha256=%x", len(data), sha256.Sum256(data))
-		}
-		rel, _ := filepath.Rel(root, p)
-		out[rel] = desc
-		return nil
-	})
+	out, err := disktree.Describe(root)
 	if err != nil {
-		t.Fatalf("list %s: %v", root, err)
+		t.Fatal(err)
 	}
 	return out
 }

@@ -1,0 +1,37 @@
+package disktree
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+func TestDescribe(t *testing.T) {
+	root := t.TempDir()
+	if err := os.WriteFile(filepath.Join(root, "f"), []byte("a"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("/etc", filepath.Join(root, "l")); err != nil {
+		t.Fatal(err)
+	}
+	before, err := Describe(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(before) != 3 || before["l"] == "" || before["f"] == "" {
+		t.Fatalf("Describe = %v, want root, f and l", before)
+	}
+	if err := os.WriteFile(filepath.Join(root, "f"), []byte("b"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	after, err := Describe(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after["f"] == before["f"] {
+		t.Fatal("a changed file content is not seen")
+	}
+	if _, err := Describe(filepath.Join(root, "missing")); err == nil {
+		t.Fatal("Describe of a missing root succeeded")
+	}
+}
