@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"sort"
 	"syscall"
 )
 
@@ -53,4 +54,24 @@ func Describe(root string) (map[string]string, error) {
 		return nil, fmt.Errorf("describe %s: %w", root, err)
 	}
 	return out, nil
+}
+
+// Diff lists, one line each and sorted, the entries that disappeared,
+// changed or appeared between two descriptions.
+func Diff(before, after map[string]string) []string {
+	var out []string
+	for k, v := range before {
+		if a, ok := after[k]; !ok {
+			out = append(out, fmt.Sprintf("%s disappeared (was %s)", k, v))
+		} else if a != v {
+			out = append(out, fmt.Sprintf("%s changed from %s to %s", k, v, a))
+		}
+	}
+	for k, v := range after {
+		if _, ok := before[k]; !ok {
+			out = append(out, fmt.Sprintf("%s appeared (%s)", k, v))
+		}
+	}
+	sort.Strings(out)
+	return out
 }

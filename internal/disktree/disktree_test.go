@@ -35,3 +35,17 @@ func TestDescribe(t *testing.T) {
 		t.Fatal("Describe of a missing root succeeded")
 	}
 }
+
+func TestDiff(t *testing.T) {
+	before := map[string]string{"a": "1", "b": "2"}
+	after := map[string]string{"a": "1", "b": "3", "c": "4"}
+	if d := Diff(before, before); len(d) != 0 {
+		t.Fatalf("Diff of equal trees = %v", d)
+	}
+	if d := Diff(before, after); len(d) != 2 {
+		t.Fatalf("Diff = %v, want b changed and c appeared", d)
+	}
+	if d := Diff(after, before); len(d) != 2 {
+		t.Fatalf("Diff = %v, want b changed and c disappeared", d)
+	}
+}

@@ -222,20 +222,8 @@ func without(tr map[string]string, prefixes ...string) map[string]string {
 
 func sameTree(t *testing.T, what string, before, after map[string]string) {
 	t.Helper()
-	if reflect.DeepEqual(before, after) {
-		return
-	}
-	for k, v := range before {
-		if a, ok := after[k]; !ok {
-			t.Errorf("%s: %s disappeared (was %s)", what, k, v)
-		} else if a != v {
-			t.Errorf("%s: %s changed from %s to %s", what, k, v, a)
-		}
-	}
-	for k, v := range after {
-		if _, ok := before[k]; !ok {
-			t.Errorf("%s: %s appeared (%s)", what, k, v)
-		}
+	for _, d := range disktree.Diff(before, after) {
+		t.Errorf("%s: %s", what, d)
 	}
 }
 
