@@ -45,7 +45,8 @@ func (s *Server) NodePublishVolume(ctx context.Context, req *csi.NodePublishVolu
 	if err != nil {
 		return nil, err
 	}
-	if abnormal, msg := s.vols.Condition(v); abnormal {
+	if issues := s.vols.Health(v); len(issues) > 0 {
+		msg := issues[0].Message
 		return nil, status.Errorf(codes.FailedPrecondition, "volume %s cannot be published: %s", id, msg)
 	}
 	refs, err := s.mounter.GetMountRefs(source)

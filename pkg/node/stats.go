@@ -28,7 +28,8 @@ func (s *Server) NodeGetVolumeStats(ctx context.Context, req *csi.NodeGetVolumeS
 	if err != nil {
 		return nil, err
 	}
-	if abnormal, msg := s.vols.Condition(v); abnormal {
+	if issues := s.vols.Health(v); len(issues) > 0 {
+		msg := issues[0].Message
 		return nil, status.Errorf(codes.FailedPrecondition, "volume %s cannot be measured: %s", id, msg)
 	}
 	published, err := s.publishedAt(source, path)

@@ -106,15 +106,6 @@ func (m *Manager) Path(v Volume) (string, error) {
 	return p.Path(v.ID)
 }
 
-// Condition reports whether a volume's directory is where it should be; the
-// message says what is wrong when it is not.
-func (m *Manager) Condition(v Volume) (abnormal bool, message string) {
-	if issues := m.Health(v); len(issues) > 0 {
-		return true, issues[0].Message
-	}
-	return false, "volume directory is present"
-}
-
 // Usage measures a volume and remembers the figure for capacity reporting.
 func (m *Manager) Usage(v Volume) (pool.Usage, error) {
 	p, ok := m.pools[v.Pool]

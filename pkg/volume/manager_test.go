@@ -271,7 +271,7 @@ func TestConditionPathFS(t *testing.T) {
 	if p, err := m.Path(v); err != nil || p != e.volPath("default", v.ID) {
 		t.Errorf("Path = %q, %v", p, err)
 	}
-	if abnormal, msg := m.Condition(v); abnormal {
+	if abnormal, msg := condition(m, v); abnormal {
 		t.Errorf("Condition of a fresh volume: %s", msg)
 	}
 	if fs, err := m.FS(v); err != nil || fs.TotalBytes <= 0 {
@@ -283,12 +283,12 @@ func TestConditionPathFS(t *testing.T) {
 	if err := os.Remove(e.volPath("default", v.ID)); err != nil {
 		t.Fatal(err)
 	}
-	if abnormal, msg := m.Condition(v); !abnormal || !strings.Contains(msg, e.volPath("default", v.ID)) {
+	if abnormal, msg := condition(m, v); !abnormal || !strings.Contains(msg, e.volPath("default", v.ID)) {
 		t.Errorf("Condition of a volume whose directory is gone = %v, %q", abnormal, msg)
 	}
 	lost := v
 	lost.Pool = "gone"
-	if abnormal, msg := m.Condition(lost); !abnormal || !strings.Contains(msg, `"gone"`) {
+	if abnormal, msg := condition(m, lost); !abnormal || !strings.Contains(msg, `"gone"`) {
 		t.Errorf("Condition in an unknown pool = %v, %q", abnormal, msg)
 	}
 	for name, f := range map[string]func() error{
@@ -300,4 +300,12 @@ func TestConditionPathFS(t *testing.T) {
 			t.Errorf("%s in an unknown pool = %v, want ErrUnknownPool", name, err)
 		}
 	}
+}
+
+// condition is whether a volume has a health issue, and the first message.
+func condition(m *Manager, v Volume) (bool, string) {
+	if issues := m.Health(v); len(issues) > 0 {
+		return true, issues[0].Message
+	}
+	return false, ""
 }

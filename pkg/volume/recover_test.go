@@ -173,7 +173,7 @@ func TestRecover(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if abnormal, _ := m.Condition(v); !abnormal {
+				if abnormal, _ := condition(m, v); !abnormal {
 					t.Error("volume without directory is not abnormal")
 				}
 			},
@@ -191,7 +191,7 @@ func TestRecover(t *testing.T) {
 				if err != nil {
 					t.Fatalf("Get: %v", err)
 				}
-				if abnormal, _ := m.Condition(v); !abnormal {
+				if abnormal, _ := condition(m, v); !abnormal {
 					t.Error("volume in an unconfigured pool is not abnormal")
 				}
 				if got := m.List(); len(got) != 3 || got[0].ID != id(9) {
