@@ -70,7 +70,8 @@ func (d *Dir) Root() string { return d.root }
 func (d *Dir) Path(id string) (string, error) { return within(d.volumes, id) }
 
 // Create implements Pool.
-func (d *Dir) Create(id string, perm Permissions) error {
+func (d *Dir) Create(id string, spec VolumeSpec) error {
+	perm := spec.Perm
 	p, err := d.Path(id)
 	if err != nil {
 		return err

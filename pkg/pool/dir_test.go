@@ -69,7 +69,7 @@ func entries(t *testing.T, dir string) []string {
 
 func mustCreate(t *testing.T, d *Dir, id string) string {
 	t.Helper()
-	if err := d.Create(id, Permissions{Mode: 0o777, UID: -1, GID: -1}); err != nil {
+	if err := d.Create(id, VolumeSpec{Perm: Permissions{Mode: 0o777, UID: -1, GID: -1}}); err != nil {
 		t.Fatalf("Create(%s): %v", id, err)
 	}
 	p, err := d.Path(id)
@@ -131,7 +131,7 @@ func TestCreate(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			d, _ := newDir(t)
 			for attempt := range 2 {
-				if err := d.Create(testID, tt.perm); err != nil {
+				if err := d.Create(testID, VolumeSpec{Perm: tt.perm}); err != nil {
 					t.Fatalf("Create #%d: %v", attempt+1, err)
 				}
 				p, _ := d.Path(testID)
@@ -194,7 +194,7 @@ func TestInvalidNames(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			ops := map[string]func() error{
 				"Path":           func() error { _, err := d.Path(tt.id); return err },
-				"Create":         func() error { return d.Create(tt.id, Permissions{Mode: 0o777, UID: -1, GID: -1}) },
+				"Create":         func() error { return d.Create(tt.id, VolumeSpec{Perm: Permissions{Mode: 0o777, UID: -1, GID: -1}}) },
 				"Exists":         func() error { _, err := d.Exists(tt.id); return err },
 				"Remove":         func() error { return d.Remove(tt.id) },
 				"Retain":         func() error { return d.Retain(tt.id, RetainNote{VolumeID: tt.id}) },

@@ -15,7 +15,34 @@ var (
 	ErrInvalidName = errors.New("invalid name for a path element")
 	// ErrExists means a destination already exists and was not replaced.
 	ErrExists = errors.New("destination already exists")
+	// ErrSnapshotNotFound means a snapshot's directory does not exist.
+	ErrSnapshotNotFound = errors.New("snapshot not found in pool")
+	// ErrUnsupported means the pool's backend cannot do what was asked.
+	ErrUnsupported = errors.New("not supported by this pool's backend")
 )
+
+// BlockFile is the name of the sparse file that holds a block volume's
+// bytes inside the volume's directory. Keeping block volumes in a directory
+// lets delete, retain, archive and snapshots treat both kinds alike.
+const BlockFile = "block.img"
+
+// VolumeSpec says what Create makes.
+type VolumeSpec struct {
+	// Bytes is the volume's size: the enforced limit on pools that enforce
+	// sizes, and the length of a block volume's file on every pool.
+	Bytes int64
+	// Block makes a block volume: the directory holds one sparse file,
+	// BlockFile, of Bytes bytes, and nothing else.
+	Block bool
+	// Perm applies to the volume's root directory.
+	Perm Permissions
+	// FromSnapshot, when set, is a snapshot of this pool whose content the
+	// new volume starts with (restore).
+	FromSnapshot string
+	// FromVolume, when set, is a volume of this pool whose content the new
+	// volume starts with (clone). At most one of the two is set.
+	FromVolume string
+}
 
 // Usage is what a volume's directory holds.
 type Usage struct {
@@ -71,8 +98,17 @@ type Pool interface {
 	EnforcesSize() bool
 	// Path returns the directory of volume id, whether or not it exists.
 	Path(id string) (string, error)
-	// Create makes the directory of volume id; an existing one is kept.
-	Create(id string, perm Permissions) error
+	// Create makes volume id as spec says. Without a source an existing
+	// directory is kept; with one, an existing directory is ErrExists
+	// (IDs are fresh, so it can only be the debris of a crash, which
+	// recovery removes).
+	Create(id string, spec VolumeSpec) error
+	// Expand grows volume id to bytes: the enforced limit where there is
+	// one, and the block file of a block volume. It never shrinks anything;
+	// callers compare sizes first.
+	Expand(id string, bytes int64) error
+	// BlockPath returns the path of block volume id's file.
+	BlockPath(id string) (string, error)
 	// Exists reports whether the directory of volume id exists.
 	Exists(id string) (bool, error)
 	// Remove deletes the directory of volume id and everything under it
@@ -97,4 +133,18 @@ type Pool interface {
 	Scan() (dirs []string, retained []string, err error)
 	// PurgeTrash finishes removals interrupted by a crash.
 	PurgeTrash() error
+
+	// Snapshot makes snapshot snapID, a point-in-time copy of volume volID
+	// kept under the pool's snapshots/ directory, independent of the
+	// volume afterwards (deleting either leaves the other intact). An
+	// existing snapshot directory is ErrExists; a missing volume ErrNotFound.
+	Snapshot(volID, snapID string) error
+	// SnapshotExists reports whether snapshot snapID's directory exists.
+	SnapshotExists(snapID string) (bool, error)
+	// RemoveSnapshot deletes snapshot snapID without following symbolic
+	// links; a missing snapshot is not an error.
+	RemoveSnapshot(snapID string) error
+	// ScanSnapshots lists the snapshot directories present, so recovery can
+	// report those no record owns.
+	ScanSnapshots() ([]string, error)
 }

@@ -88,7 +88,7 @@ func (m *Manager) Create(ctx context.Context, req CreateRequest) (Volume, error)
 		}
 		return Volume{}, err
 	}
-	if err := p.Create(v.ID, req.Permissions); err != nil {
+	if err := p.Create(v.ID, pool.VolumeSpec{Bytes: size, Perm: req.Permissions}); err != nil {
 		return Volume{}, m.rollbackCreate(ctx, p, v, err)
 	}
 	v.State = catalog.StateReady

@@ -222,8 +222,8 @@ type failingCreate struct{ pool.Pool }
 
 var errInjected = errors.New("injected failure")
 
-func (p failingCreate) Create(id string, perm pool.Permissions) error {
-	if err := p.Pool.Create(id, perm); err != nil {
+func (p failingCreate) Create(id string, spec pool.VolumeSpec) error {
+	if err := p.Pool.Create(id, spec); err != nil {
 		return err
 	}
 	return errInjected
