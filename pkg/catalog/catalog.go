@@ -64,6 +64,13 @@ type Volume struct {
 	// ReclaimTarget is where an archived volume is moved, fixed when the
 	// delete intent is recorded so that a replay moves it to the same place.
 	ReclaimTarget string `json:"reclaimTarget,omitempty"`
+	// Block is set for a block volume: its directory holds one sparse file
+	// (pool.BlockFile) that the node attaches to a loop device.
+	Block bool `json:"block,omitempty"`
+	// SourceSnapshotID and SourceVolumeID name what a restored or cloned
+	// volume was made from (CSI volume_content_source).
+	SourceSnapshotID string `json:"sourceSnapshotID,omitempty"`
+	SourceVolumeID   string `json:"sourceVolumeID,omitempty"`
 }
 
 // Problem is a record file that could not be understood at startup. It is
