@@ -55,3 +55,16 @@ image: ## Build the container image (needs a container engine).
 .PHONY: clean
 clean: ## Remove build output.
 	rm -rf bin
+
+# kind: a local cluster running deploy/ with an image built from this tree (needs Docker).
+.PHONY: kind-up
+kind-up: ## Create a kind cluster (NODES=3 for three), build and load the image, install the snapshot controller and dirvol.
+	./hack/kind.sh up
+
+.PHONY: kind-down
+kind-down: ## Delete the kind cluster.
+	./hack/kind.sh down
+
+.PHONY: e2e-kind
+e2e-kind: ## Run the end-to-end tests against the kind cluster of kind-up.
+	./hack/kind.sh e2e -v

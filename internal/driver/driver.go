@@ -28,6 +28,7 @@ type Driver struct {
 	cfg  Config
 	lock *os.File
 	vols *volume.Manager
+	node *node.Server
 	srv  *server.Server
 }
 
@@ -99,7 +100,7 @@ func build(ctx context.Context, cfg Config, mounter mount.Interface) (*Driver, e
 	csi.RegisterIdentityServer(srv, ident)
 	csi.RegisterControllerServer(srv, ctrl)
 	csi.RegisterNodeServer(srv, nodeSrv)
-	return &Driver{cfg: cfg, vols: vols, srv: srv}, nil
+	return &Driver{cfg: cfg, vols: vols, node: nodeSrv, srv: srv}, nil
 }
 
 // Run serves until ctx is cancelled. The catalog is recovered while the
@@ -116,6 +117,11 @@ func (d *Driver) Run(ctx context.Context) error {
 		start := time.Now()
 		if err := d.vols.Recover(gctx); err != nil {
 			return fmt.Errorf("recover volume catalog: %w", err)
+		}
+		// Loop devices a crash left attached to pool files; safe while
+		// node RPCs are served (it takes their volume locks).
+		if err := d.node.Recover(gctx); err != nil {
+			logger.Error(err, "Cannot look for leftover loop devices; they stay attached until the next start")
 		}
 		logger.Info("Ready", "recoverySeconds", time.Since(start).Seconds())
 		return d.vols.Run(gctx, d.cfg.UsageRefresh)

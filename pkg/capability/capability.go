@@ -30,14 +30,18 @@ var bindMountFlags = map[string]bool{
 }
 
 // Check returns nil when dirvol can serve c, else an error wrapping
-// ErrUnsupported that says what to change.
+// ErrUnsupported that says what to change. Both access types are served:
+// mount (a directory, bind-mounted) and block (a sparse file attached to a
+// loop device); which one a given volume has is the volume's to say.
 func Check(c *csi.VolumeCapability) error {
 	if c == nil {
 		return fmt.Errorf("volume capability is empty: %w", ErrUnsupported)
 	}
 	switch at := c.GetAccessType().(type) {
 	case *csi.VolumeCapability_Block:
-		return fmt.Errorf("block access type is not supported yet: use volumeMode Filesystem: %w", ErrUnsupported)
+		// A loop device over a file in the pool. The access type is a
+		// oneof, so a block capability cannot carry an fs_type or mount
+		// flags: there is nothing more to check.
 	case *csi.VolumeCapability_Mount:
 		if fs := at.Mount.GetFsType(); fs != "" {
 			return fmt.Errorf("fs_type %.64q: dirvol volumes are directories on the pool's filesystem, leave fsType unset: %w", fs, ErrUnsupported)
@@ -79,7 +83,24 @@ func CheckAll(caps []*csi.VolumeCapability) error {
 	return nil
 }
 
-// ReadOnly reports whether c asks for a read-only mount.
+// Block reports whether caps ask for a block volume rather than a
+// filesystem. A volume is one or the other, so capabilities that mix the
+// two access types are refused. Each capability is checked with Check first.
+func Block(caps []*csi.VolumeCapability) (bool, error) {
+	if err := CheckAll(caps); err != nil {
+		return false, err
+	}
+	block := caps[0].GetBlock() != nil
+	for i, c := range caps[1:] {
+		if (c.GetBlock() != nil) != block {
+			return false, fmt.Errorf("volume_capabilities[0] and [%d] ask for different access types (block and mount); a volume is either a block device or a filesystem: %w", i+1, ErrUnsupported)
+		}
+	}
+	return block, nil
+}
+
+// ReadOnly reports whether c asks for read-only access (a *_READER_ONLY
+// access mode), for either access type.
 func ReadOnly(c *csi.VolumeCapability) bool {
 	switch c.GetAccessMode().GetMode() {
 	case csi.VolumeCapability_AccessMode_SINGLE_NODE_READER_ONLY,

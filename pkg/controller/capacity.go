@@ -20,9 +20,11 @@ import (
 // or the periodic usage refresh); a volume not yet measured counts as empty,
 // so its whole size stays promised. On a "dir" pool sizes are reserved this
 // way but not enforced: a volume that writes past its size eats into the
-// free space of the others. maximum_volume_size is the same figure, since one
-// directory can take all of it. A topology other than this node, or a
-// capability dirvol cannot serve, has capacity 0. No lock.
+// free space of the others. maximum_volume_size is the largest volume the
+// pool can promise now, the size beyond which CreateVolume answers
+// ResourceExhausted; a volume takes its space from one filesystem, so it is
+// the same figure. A topology other than this node, or a capability dirvol
+// cannot serve, has capacity 0. No lock.
 func (s *Server) GetCapacity(ctx context.Context, req *csi.GetCapacityRequest) (*csi.GetCapacityResponse, error) {
 	if err := validateGetCapacity(req); err != nil {
 		return nil, err
@@ -45,6 +47,6 @@ func (s *Server) GetCapacity(ctx context.Context, req *csi.GetCapacityRequest) (
 	}
 	return &csi.GetCapacityResponse{
 		AvailableCapacity: c.Available,
-		MaximumVolumeSize: wrapperspb.Int64(c.Available),
+		MaximumVolumeSize: wrapperspb.Int64(c.MaxVolume),
 	}, nil
 }

@@ -11,23 +11,26 @@ import (
 	"google.golang.org/grpc/status"
 )
 
-// page returns the volumes after token (a volume ID; "" starts at the
-// beginning), at most max of them (0 = all), and the token for the next
-// page. Because the token is the last ID returned rather than an offset,
-// volumes created or deleted between pages never shift the listing, and a
-// token whose volume has since been deleted still works.
-func page(all []volume.Volume, token string, max int32) ([]volume.Volume, string, error) {
-	if token != "" && !volume.ValidID(token) {
+// page returns the items after token (an ID; "" starts at the beginning),
+// at most max of them (0 = all), and the token for the next page. items are
+// sorted by ID; valid says whether a token has the shape of an ID of their
+// kind. Because the token is the last ID returned rather than an offset,
+// items created or deleted between pages never shift the listing, and a
+// token whose item has since been deleted still works.
+func page[T any](items []T, id func(T) string, valid func(string) bool, token string, max int32) ([]T, string, error) {
+	if token != "" && !valid(token) {
 		return nil, "", status.Errorf(codes.Aborted, "starting_token %.64q was not issued by this driver; list again from the start", token)
 	}
-	start := sort.Search(len(all), func(i int) bool { return all[i].ID > token })
-	rest := all[start:]
+	start := sort.Search(len(items), func(i int) bool { return id(items[i]) > token })
+	rest := items[start:]
 	if max == 0 || int(max) >= len(rest) {
 		return rest, "", nil
 	}
 	rest = rest[:max]
-	return rest, rest[len(rest)-1].ID, nil
+	return rest, id(rest[len(rest)-1]), nil
 }
+
+func volumeID(v volume.Volume) string { return v.ID }
 
 // ListVolumes pages through the volumes of this node. No lock: it reads a
 // catalog snapshot.
@@ -35,7 +38,7 @@ func (s *Server) ListVolumes(ctx context.Context, req *csi.ListVolumesRequest) (
 	if err := validatePage(req.GetMaxEntries()); err != nil {
 		return nil, err
 	}
-	vols, next, err := page(s.vols.List(), req.GetStartingToken(), req.GetMaxEntries())
+	vols, next, err := page(s.vols.List(), volumeID, volume.ValidID, req.GetStartingToken(), req.GetMaxEntries())
 	if err != nil {
 		return nil, err
 	}
@@ -56,7 +59,7 @@ func (s *Server) ControllerListVolumeHealth(ctx context.Context, req *csi.Contro
 	if err := validatePage(req.GetMaxEntries()); err != nil {
 		return nil, err
 	}
-	vols, next, err := page(s.vols.List(), req.GetStartingToken(), req.GetMaxEntries())
+	vols, next, err := page(s.vols.List(), volumeID, volume.ValidID, req.GetStartingToken(), req.GetMaxEntries())
 	if err != nil {
 		return nil, err
 	}

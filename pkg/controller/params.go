@@ -26,6 +26,17 @@ const (
 	paramPVName       = "csi.storage.k8s.io/pv/name"
 )
 
+// VolumeSnapshotClass parameters dirvol understands: only those passed by
+// external-snapshotter with --extra-create-metadata, kept in the snapshot's
+// record.
+const (
+	paramSnapshotName        = "csi.storage.k8s.io/volumesnapshot/name"
+	paramSnapshotNamespace   = "csi.storage.k8s.io/volumesnapshot/namespace"
+	paramSnapshotContentName = "csi.storage.k8s.io/volumesnapshotcontent/name"
+)
+
+var knownSnapshotParameters = []string{paramSnapshotName, paramSnapshotNamespace, paramSnapshotContentName}
+
 // defaultMode lets any pod user write into a new volume, as hostPath-style
 // provisioners do; fsGroup handling by kubelet (fsGroupPolicy File) or the
 // "mode" parameter narrows it.
@@ -96,6 +107,28 @@ func parseParameters(in map[string]string) (parameters, error) {
 		}
 	}
 	return p, nil
+}
+
+// parseSnapshotParameters validates CreateSnapshot parameters. Every error
+// wraps errBadParameter and names the key.
+func parseSnapshotParameters(in map[string]string) error {
+	for k, v := range in {
+		var err error
+		switch k {
+		case paramSnapshotNamespace:
+			err = checkName(v, dns1123Label, "a Kubernetes namespace name")
+		case paramSnapshotName, paramSnapshotContentName:
+			err = checkName(v, dns1123Subdomain, "a Kubernetes object name")
+		default:
+			known := slices.Clone(knownSnapshotParameters)
+			slices.Sort(known)
+			err = fmt.Errorf("unknown snapshot parameter (known: %s)", strings.Join(known, ", "))
+		}
+		if err != nil {
+			return fmt.Errorf("parameter %.64q=%.64q: %w: %w", k, v, err, errBadParameter)
+		}
+	}
+	return nil
 }
 
 func parseID(v string) (int, error) {

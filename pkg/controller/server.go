@@ -29,18 +29,23 @@ func (c Config) Validate() error {
 
 // Server implements csi.ControllerServer over a volume.Manager.
 //
-// Locks: CreateVolume holds the volume name; DeleteVolume holds the volume
-// ID; both answer Aborted when the key is busy. The read-only RPCs
-// (ValidateVolumeCapabilities, ListVolumes, ControllerGetVolume, GetCapacity,
-// ControllerGetVolumeHealth, ControllerListVolumeHealth) take no lock: they read catalog snapshots that are consistent
-// by themselves.
+// Locks, each answering Aborted when the key is busy: CreateVolume holds the
+// volume name, and for a restore or clone the source's ID; CreateSnapshot
+// holds the snapshot name and the source volume's ID; DeleteVolume,
+// ControllerExpandVolume and DeleteSnapshot hold the volume or snapshot ID
+// (volume and snapshot IDs have distinct prefixes, so they share one set).
+// The read-only RPCs (ValidateVolumeCapabilities, ListVolumes,
+// ControllerGetVolume, GetCapacity, ControllerGetVolumeHealth,
+// ControllerListVolumeHealth, ListSnapshots, GetSnapshot) take no lock: they
+// read catalog snapshots that are consistent by themselves.
 type Server struct {
 	csi.UnimplementedControllerServer
 
-	cfg   Config
-	vols  *volume.Manager
-	names keylock.Locks[string]
-	ids   keylock.Locks[string]
+	cfg       Config
+	vols      *volume.Manager
+	names     keylock.Locks[string]
+	snapNames keylock.Locks[string]
+	ids       keylock.Locks[string]
 }
 
 var _ csi.ControllerServer = (*Server)(nil)
@@ -64,6 +69,11 @@ var capabilities = []csi.ControllerServiceCapability_RPC_Type{
 	csi.ControllerServiceCapability_RPC_GET_VOLUME_HEALTH,
 	csi.ControllerServiceCapability_RPC_LIST_VOLUME_HEALTH,
 	csi.ControllerServiceCapability_RPC_SINGLE_NODE_MULTI_WRITER,
+	csi.ControllerServiceCapability_RPC_CREATE_DELETE_SNAPSHOT,
+	csi.ControllerServiceCapability_RPC_LIST_SNAPSHOTS,
+	csi.ControllerServiceCapability_RPC_GET_SNAPSHOT,
+	csi.ControllerServiceCapability_RPC_CLONE_VOLUME,
+	csi.ControllerServiceCapability_RPC_EXPAND_VOLUME,
 }
 
 // ControllerGetCapabilities lists what the controller does. No lock.

@@ -27,17 +27,39 @@ func validateCreateVolume(req *csi.CreateVolumeRequest) error {
 	case !namePattern.MatchString(name):
 		return invalid("name %.64q is not 1-128 characters of letters, digits, '.', '_' or '-' starting with a letter or digit", name)
 	}
-	if err := capability.CheckAll(req.GetVolumeCapabilities()); err != nil {
+	// capability.Block checks every capability and refuses a mix of block
+	// and mount access.
+	if _, err := capability.Block(req.GetVolumeCapabilities()); err != nil {
 		return invalid("%v", err)
 	}
 	if err := validateRange(req.GetCapacityRange()); err != nil {
 		return err
 	}
-	if req.GetVolumeContentSource() != nil {
-		return invalid("volume_content_source: creating a volume from a snapshot or another volume is not supported yet")
+	if src := req.GetVolumeContentSource(); src != nil {
+		if err := validateContentSource(src); err != nil {
+			return err
+		}
 	}
 	if len(req.GetMutableParameters()) > 0 {
 		return invalid("mutable_parameters: this driver has no mutable parameters (no MODIFY_VOLUME capability)")
+	}
+	return nil
+}
+
+// validateContentSource checks the shape of volume_content_source; whether
+// the source exists is the volume core's question.
+func validateContentSource(src *csi.VolumeContentSource) error {
+	switch t := src.GetType().(type) {
+	case *csi.VolumeContentSource_Snapshot:
+		if t.Snapshot.GetSnapshotId() == "" {
+			return invalid("volume_content_source.snapshot.snapshot_id is required")
+		}
+	case *csi.VolumeContentSource_Volume:
+		if t.Volume.GetVolumeId() == "" {
+			return invalid("volume_content_source.volume.volume_id is required")
+		}
+	default:
+		return invalid("volume_content_source names neither a snapshot nor a volume")
 	}
 	return nil
 }
@@ -101,6 +123,61 @@ func validateGetCapacity(req *csi.GetCapacityRequest) error {
 	}
 	if _, err := parseParameters(req.GetParameters()); err != nil {
 		return invalid("%v", err)
+	}
+	return nil
+}
+
+func validateCreateSnapshot(req *csi.CreateSnapshotRequest) error {
+	name := req.GetName()
+	switch {
+	case name == "":
+		return invalid("name is required")
+	case !namePattern.MatchString(name):
+		return invalid("name %.64q is not 1-128 characters of letters, digits, '.', '_' or '-' starting with a letter or digit", name)
+	case req.GetSourceVolumeId() == "":
+		return invalid("source_volume_id is required")
+	}
+	if err := parseSnapshotParameters(req.GetParameters()); err != nil {
+		return invalid("%v", err)
+	}
+	return nil
+}
+
+func validateDeleteSnapshot(req *csi.DeleteSnapshotRequest) error {
+	if req.GetSnapshotId() == "" {
+		return invalid("snapshot_id is required")
+	}
+	return nil
+}
+
+func validateGetSnapshot(req *csi.GetSnapshotRequest) error {
+	if req.GetSnapshotId() == "" {
+		return invalid("snapshot_id is required")
+	}
+	return nil
+}
+
+func validateListSnapshots(req *csi.ListSnapshotsRequest) error {
+	return validatePage(req.GetMaxEntries())
+}
+
+func validateControllerExpandVolume(req *csi.ControllerExpandVolumeRequest) error {
+	r := req.GetCapacityRange()
+	switch {
+	case req.GetVolumeId() == "":
+		return invalid("volume_id is required")
+	case r == nil:
+		return invalid("capacity_range is required")
+	case r.GetRequiredBytes() == 0 && r.GetLimitBytes() == 0:
+		return invalid("capacity_range sets neither required_bytes nor limit_bytes")
+	}
+	if err := validateRange(r); err != nil {
+		return err
+	}
+	if c := req.GetVolumeCapability(); c != nil {
+		if err := capability.Check(c); err != nil {
+			return invalid("volume_capability: %v", err)
+		}
 	}
 	return nil
 }

@@ -3,6 +3,7 @@ package controller
 import (
 	"context"
 	"errors"
+	"fmt"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
 	"github.com/dirvol/dirvol/pkg/capability"
@@ -13,8 +14,11 @@ import (
 	"k8s.io/klog/v2"
 )
 
-// CreateVolume makes a volume on this node or returns the existing one with
-// the same name. Lock: the volume name.
+// CreateVolume makes a volume on this node, empty or with the content of a
+// snapshot (restore) or volume (clone) this node holds, or returns the
+// existing volume with the same name. Locks: the volume name; for a restore
+// or clone also the source's ID, so that the source is not deleted,
+// expanded or snapshotted while it is being copied.
 func (s *Server) CreateVolume(ctx context.Context, req *csi.CreateVolumeRequest) (*csi.CreateVolumeResponse, error) {
 	if err := validateCreateVolume(req); err != nil {
 		return nil, err
@@ -23,7 +27,19 @@ func (s *Server) CreateVolume(ctx context.Context, req *csi.CreateVolumeRequest)
 	if err != nil {
 		return nil, toStatus(err)
 	}
+	block, _ := capability.Block(req.GetVolumeCapabilities()) // checked by validateCreateVolume
+	snapID := req.GetVolumeContentSource().GetSnapshot().GetSnapshotId()
+	srcVolID := req.GetVolumeContentSource().GetVolume().GetVolumeId()
 	if !topology.Allows(req.GetAccessibilityRequirements(), s.cfg.NodeID) {
+		// CSI: ResourceExhausted is the code for "cannot be provisioned with
+		// the specified topology constraints", and external-provisioner
+		// answers it by letting the scheduler pick another node.
+		if src := sourceName(snapID, srcVolID); src != "" {
+			return nil, status.Errorf(codes.ResourceExhausted,
+				"accessibility_requirements exclude node %q, the only node this driver instance provisions on (%s=%s); "+
+					"a volume made from %s is made on the node that holds the source, so the request must allow that node",
+				s.cfg.NodeID, topology.NodeKey, s.cfg.NodeID, src)
+		}
 		return nil, status.Errorf(codes.ResourceExhausted,
 			"accessibility_requirements exclude node %q, the only node this driver instance provisions on (%s=%s)",
 			s.cfg.NodeID, topology.NodeKey, s.cfg.NodeID)
@@ -32,28 +48,54 @@ func (s *Server) CreateVolume(ctx context.Context, req *csi.CreateVolumeRequest)
 		return nil, status.Errorf(codes.Aborted, "an operation on volume name %q is already in progress", req.GetName())
 	}
 	defer s.names.Unlock(req.GetName())
+	if src := snapID + srcVolID; src != "" { // at most one is set
+		if !s.ids.TryLock(src) {
+			return nil, status.Errorf(codes.Aborted, "an operation on %s is already in progress", sourceName(snapID, srcVolID))
+		}
+		defer s.ids.Unlock(src)
+	}
 
 	v, err := s.vols.Create(ctx, volume.CreateRequest{
-		Name:          req.GetName(),
-		Pool:          params.pool,
-		RequiredBytes: req.GetCapacityRange().GetRequiredBytes(),
-		LimitBytes:    req.GetCapacityRange().GetLimitBytes(),
-		OnDelete:      params.onDelete,
-		Permissions:   params.perm,
-		Parameters:    req.GetParameters(),
-		PVCNamespace:  params.pvcNamespace,
-		PVCName:       params.pvcName,
-		PVName:        params.pvName,
+		Name:             req.GetName(),
+		Pool:             params.pool,
+		RequiredBytes:    req.GetCapacityRange().GetRequiredBytes(),
+		LimitBytes:       req.GetCapacityRange().GetLimitBytes(),
+		OnDelete:         params.onDelete,
+		Permissions:      params.perm,
+		Parameters:       req.GetParameters(),
+		PVCNamespace:     params.pvcNamespace,
+		PVCName:          params.pvcName,
+		PVName:           params.pvName,
+		Block:            block,
+		SourceSnapshotID: snapID,
+		SourceVolumeID:   srcVolID,
 	})
+	if errors.Is(err, volume.ErrSourceNotFound) {
+		return nil, status.Errorf(codes.NotFound,
+			"%v: the source is not on node %q; restores and clones are placed on the node that holds the source, so the volume must be provisioned there",
+			err, s.cfg.NodeID)
+	}
 	if err != nil {
 		return nil, toStatus(err)
 	}
 	return &csi.CreateVolumeResponse{Volume: s.csiVolume(v)}, nil
 }
 
+// sourceName says what a content source is, for messages; "" for none.
+func sourceName(snapshotID, volumeID string) string {
+	switch {
+	case snapshotID != "":
+		return fmt.Sprintf("snapshot %.64q", snapshotID)
+	case volumeID != "":
+		return fmt.Sprintf("volume %.64q", volumeID)
+	}
+	return ""
+}
+
 // DeleteVolume applies the volume's onDelete policy. An ID this driver never
 // issued, or one already deleted, is success, as the CSI spec requires.
-// Lock: the volume ID.
+// Snapshots of the volume are independent copies and stay. Lock: the volume
+// ID.
 func (s *Server) DeleteVolume(ctx context.Context, req *csi.DeleteVolumeRequest) (*csi.DeleteVolumeResponse, error) {
 	if err := validateDeleteVolume(req); err != nil {
 		return nil, err
@@ -70,9 +112,7 @@ func (s *Server) DeleteVolume(ctx context.Context, req *csi.DeleteVolumeRequest)
 		return &csi.DeleteVolumeResponse{}, nil
 	}
 	if errors.Is(err, volume.ErrUnknownPool) {
-		// Not a bad request: the volume exists, but this start was not
-		// given its pool. Nothing was changed.
-		return nil, status.Errorf(codes.FailedPrecondition, "%v; start the driver with that --pool again, then retry", err)
+		return nil, unknownPoolStatus(err)
 	}
 	if err != nil {
 		return nil, toStatus(err)
@@ -86,11 +126,17 @@ func (s *Server) ValidateVolumeCapabilities(ctx context.Context, req *csi.Valida
 	if err := validateValidateVolumeCapabilities(req); err != nil {
 		return nil, err
 	}
-	if _, err := s.vols.Get(req.GetVolumeId()); err != nil {
+	v, err := s.vols.Get(req.GetVolumeId())
+	if err != nil {
 		return nil, toStatus(err)
 	}
-	if err := capability.CheckAll(req.GetVolumeCapabilities()); err != nil {
+	block, err := capability.Block(req.GetVolumeCapabilities())
+	if err != nil {
 		return &csi.ValidateVolumeCapabilitiesResponse{Message: err.Error()}, nil
+	}
+	if block != v.Block {
+		return &csi.ValidateVolumeCapabilitiesResponse{Message: fmt.Sprintf(
+			"volume %s is a %s volume; it cannot be used with %s access", v.ID, accessName(v.Block), accessName(block))}, nil
 	}
 	if _, err := parseParameters(req.GetParameters()); err != nil {
 		return &csi.ValidateVolumeCapabilitiesResponse{Message: err.Error()}, nil
@@ -118,12 +164,28 @@ func (s *Server) ControllerGetVolume(ctx context.Context, req *csi.ControllerGet
 	}, nil
 }
 
+func accessName(block bool) string {
+	if block {
+		return "block"
+	}
+	return "filesystem (mount)"
+}
+
 // csiVolume is the CSI view of a volume record.
 func (s *Server) csiVolume(v volume.Volume) *csi.Volume {
-	return &csi.Volume{
+	out := &csi.Volume{
 		VolumeId:           v.ID,
 		CapacityBytes:      v.CapacityBytes,
 		VolumeContext:      map[string]string{paramPool: v.Pool, paramOnDelete: v.OnDelete},
 		AccessibleTopology: []*csi.Topology{topology.ForNode(s.cfg.NodeID)},
 	}
+	switch {
+	case v.SourceSnapshotID != "":
+		out.ContentSource = &csi.VolumeContentSource{Type: &csi.VolumeContentSource_Snapshot{
+			Snapshot: &csi.VolumeContentSource_SnapshotSource{SnapshotId: v.SourceSnapshotID}}}
+	case v.SourceVolumeID != "":
+		out.ContentSource = &csi.VolumeContentSource{Type: &csi.VolumeContentSource_Volume{
+			Volume: &csi.VolumeContentSource_VolumeSource{VolumeId: v.SourceVolumeID}}}
+	}
+	return out
 }

@@ -36,16 +36,31 @@ func TestValidateCreateVolume(t *testing.T) {
 		{"NUL name", func(r *csi.CreateVolumeRequest) { r.Name = "a\x00b" }, codes.InvalidArgument},
 		{"2KB name", func(r *csi.CreateVolumeRequest) { r.Name = strings.Repeat("a", 2048) }, codes.InvalidArgument},
 		{"no capabilities", func(r *csi.CreateVolumeRequest) { r.VolumeCapabilities = nil }, codes.InvalidArgument},
-		{"block", func(r *csi.CreateVolumeRequest) { r.VolumeCapabilities = []*csi.VolumeCapability{block} }, codes.InvalidArgument},
+		{"block", func(r *csi.CreateVolumeRequest) { r.VolumeCapabilities = []*csi.VolumeCapability{block} }, codes.OK},
+		{"block and mount", func(r *csi.CreateVolumeRequest) {
+			r.VolumeCapabilities = append(r.VolumeCapabilities, block)
+		}, codes.InvalidArgument},
 		{"multi node", func(r *csi.CreateVolumeRequest) {
 			r.VolumeCapabilities = []*csi.VolumeCapability{mountCap(csi.VolumeCapability_AccessMode_MULTI_NODE_MULTI_WRITER)}
 		}, codes.InvalidArgument},
 		{"negative required", func(r *csi.CreateVolumeRequest) { r.CapacityRange.RequiredBytes = -1 }, codes.InvalidArgument},
 		{"required over limit", func(r *csi.CreateVolumeRequest) { r.CapacityRange.LimitBytes = 10 }, codes.InvalidArgument},
-		{"content source", func(r *csi.CreateVolumeRequest) {
+		{"snapshot source", func(r *csi.CreateVolumeRequest) {
 			r.VolumeContentSource = &csi.VolumeContentSource{Type: &csi.VolumeContentSource_Snapshot{
 				Snapshot: &csi.VolumeContentSource_SnapshotSource{SnapshotId: "s"}}}
+		}, codes.OK},
+		{"volume source", func(r *csi.CreateVolumeRequest) {
+			r.VolumeContentSource = &csi.VolumeContentSource{Type: &csi.VolumeContentSource_Volume{
+				Volume: &csi.VolumeContentSource_VolumeSource{VolumeId: "v"}}}
+		}, codes.OK},
+		{"snapshot source without ID", func(r *csi.CreateVolumeRequest) {
+			r.VolumeContentSource = &csi.VolumeContentSource{Type: &csi.VolumeContentSource_Snapshot{
+				Snapshot: &csi.VolumeContentSource_SnapshotSource{}}}
 		}, codes.InvalidArgument},
+		{"volume source without ID", func(r *csi.CreateVolumeRequest) {
+			r.VolumeContentSource = &csi.VolumeContentSource{Type: &csi.VolumeContentSource_Volume{}}
+		}, codes.InvalidArgument},
+		{"empty content source", func(r *csi.CreateVolumeRequest) { r.VolumeContentSource = &csi.VolumeContentSource{} }, codes.InvalidArgument},
 		{"mutable parameters", func(r *csi.CreateVolumeRequest) { r.MutableParameters = map[string]string{"a": "b"} }, codes.InvalidArgument},
 	}
 	for _, tc := range tests {

@@ -3,6 +3,7 @@ package node
 import (
 	"errors"
 
+	"github.com/dirvol/dirvol/internal/loopdev"
 	"github.com/dirvol/dirvol/pkg/pool"
 	"github.com/dirvol/dirvol/pkg/volume"
 	"google.golang.org/grpc/codes"
@@ -26,6 +27,12 @@ func toStatus(err error) error {
 		code = codes.Unavailable
 	case errors.Is(err, pool.ErrInvalidName):
 		code = codes.InvalidArgument
+	case errors.Is(err, volume.ErrOutOfRange):
+		code = codes.OutOfRange
+	case errors.Is(err, volume.ErrNoSpace):
+		code = codes.ResourceExhausted
+	case errors.Is(err, loopdev.ErrBusy):
+		code = codes.FailedPrecondition
 	}
 	return status.Error(code, err.Error())
 }

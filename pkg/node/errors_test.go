@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/dirvol/dirvol/internal/loopdev"
 	"github.com/dirvol/dirvol/pkg/pool"
 	"github.com/dirvol/dirvol/pkg/volume"
 	"google.golang.org/grpc/codes"
@@ -29,6 +30,10 @@ func TestToStatus(t *testing.T) {
 		// Text that looks like a sentinel's is not the sentinel.
 		{name: "text only", err: errors.New(volume.ErrNotFound.Error()), want: codes.Internal},
 		{name: "unknown pool is not the client's fault here", err: volume.ErrUnknownPool, want: codes.Internal},
+		{name: "shrink", err: fmt.Errorf("limit below size: %w", volume.ErrOutOfRange), want: codes.OutOfRange},
+		{name: "pool full", err: fmt.Errorf("grow: %w", volume.ErrNoSpace), want: codes.ResourceExhausted},
+		{name: "loop device in use", err: fmt.Errorf("detach /dev/loop3: %w", loopdev.ErrBusy), want: codes.FailedPrecondition},
+		{name: "loop device detach deferred is not an error to map", err: loopdev.ErrDeferred, want: codes.Internal},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

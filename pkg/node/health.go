@@ -15,7 +15,8 @@ const reasonNotMounted = "NotMounted"
 
 // NodeGetVolumeHealth reports what is wrong with a volume on this node: its
 // directory missing or unreadable, its pool not configured, or, when
-// volume_publish_path is given, the volume no longer mounted there. An empty
+// volume_publish_path is given, the volume (for a block volume, its loop
+// device) no longer mounted there. An empty
 // list means healthy. No lock: it only reads.
 func (s *Server) NodeGetVolumeHealth(ctx context.Context, req *csi.NodeGetVolumeHealthRequest) (*csi.NodeGetVolumeHealthResponse, error) {
 	if err := validateNodeGetVolumeHealth(req); err != nil {
@@ -28,7 +29,12 @@ func (s *Server) NodeGetVolumeHealth(ctx context.Context, req *csi.NodeGetVolume
 	}
 	h := csihealth.FromIssues(id, s.vols.Health(v))
 	if path != "" && len(h.HealthStatuses) == 0 {
-		published, err := s.publishedAt(source, path)
+		var published bool
+		if v.Block {
+			_, published, err = s.blockPublishedAt(v, path)
+		} else {
+			published, err = s.publishedAt(source, path)
+		}
 		if err != nil {
 			return nil, toStatus(fmt.Errorf("find where volume %s is mounted: %w", id, err))
 		}

@@ -8,14 +8,18 @@ import (
 )
 
 // capabilities are what the node service does. There is no STAGE_UNSTAGE:
-// a directory needs no per-node preparation, so the kubelet publishes
-// straight from the volume. There is no EXPAND_VOLUME yet. A volume's
-// condition is reported by NodeGetVolumeHealth (GET_VOLUME_HEALTH), which
-// replaced the VOLUME_CONDITION capability in CSI 1.13.
+// neither a directory nor a block volume's file needs per-node preparation
+// shared by its targets, so the kubelet publishes straight from the volume
+// (a block volume's loop device is attached at its first publish).
+// EXPAND_VOLUME: the node that holds a volume records its new size and
+// tells a block volume's loop devices. A volume's condition is reported by
+// NodeGetVolumeHealth (GET_VOLUME_HEALTH), which replaced the
+// VOLUME_CONDITION capability in CSI 1.13.
 var capabilities = []csi.NodeServiceCapability_RPC_Type{
 	csi.NodeServiceCapability_RPC_GET_VOLUME_STATS,
 	csi.NodeServiceCapability_RPC_GET_VOLUME_HEALTH,
 	csi.NodeServiceCapability_RPC_SINGLE_NODE_MULTI_WRITER,
+	csi.NodeServiceCapability_RPC_EXPAND_VOLUME,
 }
 
 // NodeGetCapabilities lists what the node service does. No lock.

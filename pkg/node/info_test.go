@@ -41,6 +41,7 @@ func TestNodeGetCapabilities(t *testing.T) {
 		csi.NodeServiceCapability_RPC_GET_VOLUME_STATS,
 		csi.NodeServiceCapability_RPC_GET_VOLUME_HEALTH,
 		csi.NodeServiceCapability_RPC_SINGLE_NODE_MULTI_WRITER,
+		csi.NodeServiceCapability_RPC_EXPAND_VOLUME,
 	}
 	if !slices.Equal(got, want) {
 		t.Errorf("capabilities = %v, want %v", got, want)
@@ -49,7 +50,7 @@ func TestNodeGetCapabilities(t *testing.T) {
 	// staging would make the kubelet call NodeStageVolume, which is not
 	// implemented.
 	for _, c := range got {
-		if c == csi.NodeServiceCapability_RPC_STAGE_UNSTAGE_VOLUME || c == csi.NodeServiceCapability_RPC_EXPAND_VOLUME {
+		if c == csi.NodeServiceCapability_RPC_STAGE_UNSTAGE_VOLUME {
 			t.Errorf("capability %s is advertised but not implemented", c)
 		}
 	}

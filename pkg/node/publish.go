@@ -11,6 +11,7 @@ import (
 	"syscall"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
+	"github.com/dirvol/dirvol/internal/loopdev"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"k8s.io/klog/v2"
@@ -21,8 +22,11 @@ import (
 const targetMode = 0o750
 
 // NodePublishVolume bind-mounts the volume's directory at target_path,
-// read-only when the request or its access mode says so. Publishing again
-// with the same read-only-ness is success. Lock: volume ID + target path.
+// read-only when the request or its access mode says so. A block volume is
+// attached to a loop device whose node is bind-mounted on target_path, a
+// file (see publishBlock). Publishing again with the same read-only-ness is
+// success. Lock: volume ID + target path, and for a block volume the volume
+// ID as well.
 //
 // Where the volume is already mounted comes from the mount table
 // (GetMountRefs), not from memory, so it survives restarts. For
@@ -48,6 +52,15 @@ func (s *Server) NodePublishVolume(ctx context.Context, req *csi.NodePublishVolu
 	if issues := s.vols.Health(v); len(issues) > 0 {
 		msg := issues[0].Message
 		return nil, status.Errorf(codes.FailedPrecondition, "volume %s cannot be published: %s", id, msg)
+	}
+	if err := checkAccessType(req.GetVolumeCapability(), v); err != nil {
+		return nil, err
+	}
+	if v.Block {
+		if err := s.publishBlock(ctx, req, v, target); err != nil {
+			return nil, err
+		}
+		return &csi.NodePublishVolumeResponse{}, nil
 	}
 	refs, err := s.mounter.GetMountRefs(source)
 	if err != nil {
@@ -98,11 +111,15 @@ func (s *Server) NodePublishVolume(ctx context.Context, req *csi.NodePublishVolu
 	return &csi.NodePublishVolumeResponse{}, nil
 }
 
-// NodeUnpublishVolume unmounts target_path and removes the directory. A
-// missing target is success. It never deletes files: a target that is not a
-// mount point is removed only when empty, with os.Remove. It does not look
-// the volume up, so a volume already deleted can still be unpublished.
-// Lock: volume ID + target path.
+// NodeUnpublishVolume unmounts target_path and removes the directory (or,
+// for a block volume, the file). A missing target is success. It never
+// deletes data: a target that is not a mount point is removed only when it
+// is an empty directory or an empty file. A block volume's loop device is
+// detached when no other target uses it; so is any device of the volume's
+// file that no mount uses, which makes a retry finish a detach that failed.
+// It needs no volume record to unmount, so a volume already deleted can
+// still be unpublished. Lock: volume ID + target path, and for a block
+// volume the volume ID as well, taken before anything is unmounted.
 func (s *Server) NodeUnpublishVolume(ctx context.Context, req *csi.NodeUnpublishVolumeRequest) (*csi.NodeUnpublishVolumeResponse, error) {
 	if err := validateNodeUnpublishVolume(req); err != nil {
 		return nil, err
@@ -114,11 +131,35 @@ func (s *Server) NodeUnpublishVolume(ctx context.Context, req *csi.NodeUnpublish
 	}
 	defer unlock()
 
+	// Which loop device is mounted at the target must be read before the
+	// mount goes.
+	dev, isLoop, err := s.loops.At(target)
+	if err != nil {
+		return nil, toStatus(fmt.Errorf("check what is at target %s: %w", target, err))
+	}
+	var atTarget *loopdev.Device
+	if isLoop {
+		atTarget = &dev
+	}
+	file, block := s.blockFile(id)
+	if block || isLoop {
+		unlockVolume, err := s.lockVolume(id)
+		if err != nil {
+			return nil, err
+		}
+		defer unlockVolume()
+	}
+	if err := s.checkTargetFile(target); err != nil {
+		return nil, err
+	}
 	if err := mount.CleanupMountPoint(target, s.mounter, true); err != nil {
 		if errors.Is(err, syscall.ENOTEMPTY) {
 			err = fmt.Errorf("%w (the target is not a mount point and holds files; they were left in place, move them away and retry)", err)
 		}
 		return nil, toStatus(fmt.Errorf("unpublish volume %s from %s: %w", id, target, err))
+	}
+	if err := s.releaseBlock(ctx, id, file, atTarget); err != nil {
+		return nil, err
 	}
 	klog.FromContext(ctx).V(2).Info("Volume unpublished", "volumeID", id, "targetPath", target)
 	return &csi.NodeUnpublishVolumeResponse{}, nil

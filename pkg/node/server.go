@@ -1,7 +1,9 @@
 // Package node is dirvol's CSI Node service: it bind-mounts volume
-// directories where the kubelet asks, reports their usage and condition, and
-// describes the node. It validates requests, chooses gRPC codes and takes
-// per-key locks; every rule about the bytes of a volume stays in pkg/volume.
+// directories where the kubelet asks, attaches block volumes to loop devices
+// and exposes those, grows volumes on the node that holds them, reports
+// usage and condition, and describes the node. It validates requests,
+// chooses gRPC codes and takes per-key locks; every rule about the bytes of
+// a volume stays in pkg/volume.
 package node
 
 import (
@@ -11,8 +13,11 @@ import (
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
 	"github.com/dirvol/dirvol/internal/keylock"
+	"github.com/dirvol/dirvol/internal/loopdev"
 	"github.com/dirvol/dirvol/pkg/topology"
 	"github.com/dirvol/dirvol/pkg/volume"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	mount "k8s.io/mount-utils"
 )
 
@@ -52,12 +57,31 @@ type publishKey struct {
 	targetPath string
 }
 
-// Server implements csi.NodeServer over a volume.Manager and a mounter.
+// loopDevices is what the node service needs of the kernel's loop devices:
+// *loopdev.Loops, or a fake in unit tests.
+type loopDevices interface {
+	Attach(file string, opts loopdev.Options) (loopdev.Device, error)
+	Find(file string) ([]loopdev.Device, error)
+	List() ([]loopdev.Device, error)
+	At(path string) (loopdev.Device, bool, error)
+	Refresh(path string) (int64, error)
+	Size(path string) (int64, error)
+	Detach(path string) error
+}
+
+// Server implements csi.NodeServer over a volume.Manager, a mounter and the
+// kernel's loop devices.
 //
 // Locks: NodePublishVolume and NodeUnpublishVolume hold the pair (volume ID,
-// target path) and answer Aborted when it is busy. NodeGetVolumeStats and
-// NodeGetVolumeHealth take no lock: they only read the catalog, the mount
-// table and the directory.
+// target path) and answer Aborted when it is busy. For a block volume they
+// also hold the volume ID while they choose, attach or detach its loop
+// device, so that two targets of one volume never get two devices and a
+// device is never detached while another target is being mounted from it.
+// NodeExpandVolume holds the volume ID. Recover takes the volume ID of each
+// device it may detach and skips a device whose volume is busy. All of them
+// are try-locks: a busy key is Aborted (or skipped), never waited for.
+// NodeGetVolumeStats and NodeGetVolumeHealth take no lock: they only read
+// the catalog, the mount table, loop device sizes and the directory.
 // NodeGetInfo and NodeGetCapabilities read nothing that changes.
 type Server struct {
 	csi.UnimplementedNodeServer
@@ -65,13 +89,20 @@ type Server struct {
 	cfg     Config
 	vols    *volume.Manager
 	mounter mount.Interface
+	loops   loopDevices
 	targets keylock.Locks[publishKey]
+	volumes keylock.Locks[string]
 }
 
 var _ csi.NodeServer = (*Server)(nil)
 
-// New returns a node service publishing the volumes of vols with mounter.
+// New returns a node service publishing the volumes of vols with mounter,
+// and block volumes through the host's loop devices.
 func New(cfg Config, vols *volume.Manager, mounter mount.Interface) (*Server, error) {
+	return newServer(cfg, vols, mounter, loopdev.New())
+}
+
+func newServer(cfg Config, vols *volume.Manager, mounter mount.Interface, loops loopDevices) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -81,7 +112,19 @@ func New(cfg Config, vols *volume.Manager, mounter mount.Interface) (*Server, er
 	if mounter == nil {
 		return nil, errors.New("node: mounter is required")
 	}
-	return &Server{cfg: cfg, vols: vols, mounter: mounter}, nil
+	if loops == nil {
+		return nil, errors.New("node: loop devices are required")
+	}
+	return &Server{cfg: cfg, vols: vols, mounter: mounter, loops: loops}, nil
+}
+
+// lockVolume takes the try-lock of a volume ID, answering Aborted when it is
+// held.
+func (s *Server) lockVolume(id string) (unlock func(), err error) {
+	if !s.volumes.TryLock(id) {
+		return nil, status.Errorf(codes.Aborted, "another operation on volume %s is in progress on this node; retry", id)
+	}
+	return func() { s.volumes.Unlock(id) }, nil
 }
 
 // volumeDir returns a volume and the directory that holds its data, or a

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
+	"github.com/dirvol/dirvol/internal/loopdev"
 	"github.com/dirvol/dirvol/pkg/catalog"
 	"github.com/dirvol/dirvol/pkg/pool"
 	"github.com/dirvol/dirvol/pkg/volume"
@@ -21,8 +22,12 @@ type testEnv struct {
 	srv  *Server
 	vols *volume.Manager
 	mnt  *mount.FakeMounter
-	// pods is an empty directory for target paths.
-	pods string
+	// loops is a *fakeLoops with a fake mounter, the host's loop devices
+	// with a real one.
+	loops loopDevices
+	// root holds the catalog and the pool; pods is an empty directory for
+	// target paths.
+	root, pods string
 }
 
 // newManager returns a volume manager over a fresh catalog and pool under
@@ -49,17 +54,29 @@ func newManager(t *testing.T, root string, recover bool) *volume.Manager {
 	return m
 }
 
-// newEnvWith returns a node service using mounter.
+// newEnvWith returns a node service using mounter, and the host's loop
+// devices when mounter is the real one, else fake loop devices that read
+// mounter's table.
 func newEnvWith(t *testing.T, mounter mount.Interface) *testEnv {
 	t.Helper()
+	var loops loopDevices = newFakeLoops(mounter)
+	if _, real := mounter.(*mount.Mounter); real {
+		loops = loopdev.New()
+	}
 	root := t.TempDir()
-	vols := newManager(t, root, true)
-	srv, err := New(Config{NodeID: testNode, MaxVolumes: 10}, vols, mounter)
+	return newEnvAt(t, root, newManager(t, root, true), mounter, loops)
+}
+
+// newEnvAt returns a node service over vols, whose catalog and pool are
+// under root.
+func newEnvAt(t *testing.T, root string, vols *volume.Manager, mounter mount.Interface, loops loopDevices) *testEnv {
+	t.Helper()
+	srv, err := newServer(Config{NodeID: testNode, MaxVolumes: 10}, vols, mounter, loops)
 	if err != nil {
 		t.Fatal(err)
 	}
 	fake, _ := mounter.(*mount.FakeMounter)
-	return &testEnv{srv: srv, vols: vols, mnt: fake, pods: filepath.Join(root, "pods")}
+	return &testEnv{srv: srv, vols: vols, mnt: fake, loops: loops, root: root, pods: filepath.Join(root, "pods")}
 }
 
 func newEnv(t *testing.T) *testEnv { return newEnvWith(t, mount.NewFakeMounter(nil)) }
@@ -160,5 +177,12 @@ func TestNew(t *testing.T) {
 				t.Fatal("New() returned a nil server and no error")
 			}
 		})
+	}
+}
+
+func TestNewServerWithoutLoopDevices(t *testing.T) {
+	_, err := newServer(Config{NodeID: testNode}, newManager(t, t.TempDir(), true), mount.NewFakeMounter(nil), nil)
+	if err == nil {
+		t.Fatal("newServer() without loop devices succeeded")
 	}
 }

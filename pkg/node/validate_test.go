@@ -46,14 +46,10 @@ func TestValidateNodePublishVolume(t *testing.T) {
 		{name: "relative target", req: publishReq(goodID, "pods/x/mount", mountCap(rw)), want: codes.InvalidArgument, msg: "not an absolute path"},
 		{name: "NUL in target", req: publishReq(goodID, "/pods/x\x00y", mountCap(rw)), want: codes.InvalidArgument, msg: "NUL"},
 		{name: "no capability", req: publishReq(goodID, goodTP, nil), want: codes.InvalidArgument, msg: "volume_capability is required"},
-		{
-			name: "block",
-			req: publishReq(goodID, goodTP, &csi.VolumeCapability{
-				AccessType: &csi.VolumeCapability_Block{Block: &csi.VolumeCapability_BlockVolume{}},
-				AccessMode: &csi.VolumeCapability_AccessMode{Mode: rw},
-			}),
-			want: codes.InvalidArgument, msg: "block",
-		},
+		{name: "ok block", req: publishReq(goodID, goodTP, blockCap(rw))},
+		{name: "ok block reader only", req: publishReq(goodID, goodTP, blockCap(csi.VolumeCapability_AccessMode_SINGLE_NODE_READER_ONLY))},
+		{name: "block multi-node", req: publishReq(goodID, goodTP, blockCap(csi.VolumeCapability_AccessMode_MULTI_NODE_MULTI_WRITER)), want: codes.InvalidArgument, msg: "one node"},
+		{name: "block with .. in target", req: publishReq(goodID, "/var/lib/kubelet/../x", blockCap(rw)), want: codes.InvalidArgument, msg: `".."`},
 		{
 			name: "no access type",
 			req:  publishReq(goodID, goodTP, &csi.VolumeCapability{AccessMode: &csi.VolumeCapability_AccessMode{Mode: rw}}),
@@ -156,6 +152,59 @@ func TestValidateNodeGetVolumeHealth(t *testing.T) {
 	}
 }
 
+func expandReq(id, path string, required, limit int64) *csi.NodeExpandVolumeRequest {
+	return &csi.NodeExpandVolumeRequest{
+		VolumeId:      id,
+		VolumePath:    path,
+		CapacityRange: &csi.CapacityRange{RequiredBytes: required, LimitBytes: limit},
+	}
+}
+
+func TestValidateNodeExpandVolume(t *testing.T) {
+	rw := csi.VolumeCapability_AccessMode_SINGLE_NODE_WRITER
+	withCap := func(c *csi.VolumeCapability) *csi.NodeExpandVolumeRequest {
+		r := expandReq(goodID, goodTP, 1<<30, 0)
+		r.VolumeCapability = c
+		return r
+	}
+	tests := []struct {
+		name string
+		req  *csi.NodeExpandVolumeRequest
+		want codes.Code
+		msg  string
+	}{
+		{name: "ok", req: expandReq(goodID, goodTP, 2<<30, 0)},
+		{name: "ok with limit", req: expandReq(goodID, goodTP, 2<<30, 3<<30)},
+		{name: "ok limit only", req: expandReq(goodID, goodTP, 0, 3<<30)},
+		{name: "ok with mount capability", req: withCap(mountCap(rw))},
+		{name: "ok with block capability", req: withCap(blockCap(rw))},
+		{name: "staging path ignored", req: func() *csi.NodeExpandVolumeRequest {
+			r := expandReq(goodID, goodTP, 1<<30, 0)
+			r.StagingTargetPath = "relative/../x"
+			return r
+		}()},
+		{name: "nil request", req: nil, want: codes.InvalidArgument, msg: "volume_id is required"},
+		{name: "no volume ID", req: expandReq("", goodTP, 1<<30, 0), want: codes.InvalidArgument, msg: "volume_id is required"},
+		{name: "no volume path", req: expandReq(goodID, "", 1<<30, 0), want: codes.InvalidArgument, msg: "volume_path is required"},
+		{name: "relative volume path", req: expandReq(goodID, "a/b", 1<<30, 0), want: codes.InvalidArgument, msg: "not an absolute path"},
+		{name: "dot-dot in volume path", req: expandReq(goodID, "/var/lib/kubelet/pods/../../etc", 1<<30, 0), want: codes.InvalidArgument, msg: `".."`},
+		{name: "NUL in volume path", req: expandReq(goodID, "/a\x00b", 1<<30, 0), want: codes.InvalidArgument, msg: "NUL"},
+		{name: "no capacity range", req: &csi.NodeExpandVolumeRequest{VolumeId: goodID, VolumePath: goodTP}, want: codes.InvalidArgument, msg: "capacity_range is required"},
+		{name: "empty capacity range", req: expandReq(goodID, goodTP, 0, 0), want: codes.InvalidArgument, msg: "neither"},
+		{name: "negative required", req: expandReq(goodID, goodTP, -1, 0), want: codes.InvalidArgument, msg: "negative"},
+		{name: "negative limit", req: expandReq(goodID, goodTP, 1, -1), want: codes.InvalidArgument, msg: "negative"},
+		{name: "required over limit", req: expandReq(goodID, goodTP, 2<<30, 1<<30), want: codes.InvalidArgument, msg: "exceeds limit_bytes"},
+		{name: "refused capability", req: withCap(mountCap(csi.VolumeCapability_AccessMode_MULTI_NODE_MULTI_WRITER)), want: codes.InvalidArgument, msg: "volume_capability"},
+		{name: "malformed ID", req: expandReq("pvc-1", goodTP, 1<<30, 0), want: codes.NotFound, msg: "not a dirvol volume ID"},
+		{name: "malformed ID and no path", req: expandReq("pvc-1", "", 1<<30, 0), want: codes.InvalidArgument, msg: "volume_path"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			checkCode(t, validateNodeExpandVolume(tt.req), tt.want, tt.msg)
+		})
+	}
+}
+
 func TestReadOnlyAndMountOptions(t *testing.T) {
 	rw := csi.VolumeCapability_AccessMode_SINGLE_NODE_WRITER
 	tests := []struct {
@@ -166,6 +215,8 @@ func TestReadOnlyAndMountOptions(t *testing.T) {
 	}{
 		{name: "read-write", req: publishReq(goodID, goodTP, mountCap(rw)), wantOpts: []string{"bind"}},
 		{name: "readonly field", req: &csi.NodePublishVolumeRequest{VolumeCapability: mountCap(rw), Readonly: true}, wantRO: true, wantOpts: []string{"bind", "ro"}},
+		{name: "block reader-only mode", req: publishReq(goodID, goodTP, blockCap(csi.VolumeCapability_AccessMode_SINGLE_NODE_READER_ONLY)), wantRO: true, wantOpts: []string{"bind", "ro"}},
+		{name: "block readonly field", req: &csi.NodePublishVolumeRequest{VolumeCapability: blockCap(rw), Readonly: true}, wantRO: true, wantOpts: []string{"bind", "ro"}},
 		{name: "reader-only mode", req: publishReq(goodID, goodTP, mountCap(csi.VolumeCapability_AccessMode_SINGLE_NODE_READER_ONLY)), wantRO: true, wantOpts: []string{"bind", "ro"}},
 		{name: "ro flag goes last", req: publishReq(goodID, goodTP, mountCap(rw, "ro", "nosuid")), wantRO: true, wantOpts: []string{"bind", "nosuid", "ro"}},
 		{name: "flags kept in order, once", req: publishReq(goodID, goodTP, mountCap(rw, "noexec", "nodev", "noexec")), wantOpts: []string{"bind", "noexec", "nodev"}},

@@ -5,33 +5,68 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 
 	"golang.org/x/sys/unix"
+	"k8s.io/klog/v2"
 )
 
-// Layout of a pool's root directory.
+// Layout of a pool's root directory:
+//
+//	volumes/<id>/             a volume's data (a block volume: one file, BlockFile)
+//	snapshots/<id>/           a snapshot: a copy of a volume's directory
+//	archive/<name>/           archived volumes
+//	.trash/<id>/              volumes and snapshots being removed
+//	.staging/volumes/<id>/    restores and clones being copied
+//	.staging/snapshots/<id>/  snapshots being copied
+//
+// A copy is made under .staging and renamed into place when complete, so an
+// entry under volumes/ or snapshots/ is never a partial copy. Whatever a
+// crash leaves under .staging or .trash is removed by PurgeTrash.
 const (
-	volumesDir = "volumes"
-	archiveDir = "archive"
-	trashDir   = ".trash"
+	volumesDir   = "volumes"
+	snapshotsDir = "snapshots"
+	archiveDir   = "archive"
+	trashDir     = ".trash"
+	stagingDir   = ".staging"
 )
 
 // Dir is the backend for any filesystem: a volume is a plain directory.
 // Sizes are reserved by the volume core but not enforced: a writer can fill
-// the filesystem.
+// the filesystem. Snapshots, restores and clones copy the volume's tree,
+// sharing file data through reflinks where the filesystem can (XFS with
+// reflink, btrfs) and copying it otherwise; see internal/copytree.
 type Dir struct {
-	name    string
-	root    string
-	volumes string
-	archive string
-	trash   string
+	name      string
+	root      string
+	volumes   string
+	snapshots string
+	archive   string
+	trash     string
+	// stageVolumes and stageSnapshots hold copies in progress.
+	stageVolumes   string
+	stageSnapshots string
+	log            klog.Logger
+
+	// mu guards staging: the staging directories of copies running in this
+	// process, which PurgeTrash must leave alone.
+	mu      sync.Mutex
+	staging map[string]bool
 }
 
 var _ Pool = (*Dir)(nil)
 
+// DirOption configures a Dir.
+type DirOption func(*Dir)
+
+// WithLogger sets the logger that reports what copies did (files, bytes,
+// reflinked or copied) and warns about what they could not keep. The
+// default is klog's global logger.
+func WithLogger(l klog.Logger) DirOption { return func(d *Dir) { d.log = l } }
+
 // NewDir prepares a dir pool rooted at root, creating its layout when
 // missing. It starts nothing.
-func NewDir(name, root string) (*Dir, error) {
+func NewDir(name, root string, opts ...DirOption) (*Dir, error) {
 	if err := checkName(name); err != nil {
 		return nil, fmt.Errorf("pool name: %w", err)
 	}
@@ -40,14 +75,30 @@ func NewDir(name, root string) (*Dir, error) {
 	}
 	root = filepath.Clean(root)
 	d := &Dir{
-		name:    name,
-		root:    root,
-		volumes: filepath.Join(root, volumesDir),
-		archive: filepath.Join(root, archiveDir),
-		trash:   filepath.Join(root, trashDir),
+		name:           name,
+		root:           root,
+		volumes:        filepath.Join(root, volumesDir),
+		snapshots:      filepath.Join(root, snapshotsDir),
+		archive:        filepath.Join(root, archiveDir),
+		trash:          filepath.Join(root, trashDir),
+		stageVolumes:   filepath.Join(root, stagingDir, volumesDir),
+		stageSnapshots: filepath.Join(root, stagingDir, snapshotsDir),
+		log:            klog.Background(),
+		staging:        make(map[string]bool),
 	}
+	for _, o := range opts {
+		o(d)
+	}
+	d.log = d.log.WithValues("pool", name)
 	for _, p := range []string{d.volumes, d.archive, d.trash} {
 		if err := os.MkdirAll(p, 0o711); err != nil {
+			return nil, fmt.Errorf("pool %q: %w", name, err)
+		}
+	}
+	// Nobody but the driver needs to reach snapshots or copies in
+	// progress.
+	for _, p := range []string{d.snapshots, d.stageVolumes, d.stageSnapshots} {
+		if err := os.MkdirAll(p, 0o700); err != nil {
 			return nil, fmt.Errorf("pool %q: %w", name, err)
 		}
 	}
@@ -70,12 +121,30 @@ func (d *Dir) Root() string { return d.root }
 func (d *Dir) Path(id string) (string, error) { return within(d.volumes, id) }
 
 // Create implements Pool.
+//
+// An empty directory volume gets spec.Perm on its root directory. A block
+// volume is a directory of mode 0700 holding BlockFile, a sparse file of
+// spec.Bytes bytes and mode 0600; spec.Perm does not apply to it. A restore
+// or clone is a copy of its source made as Snapshot makes one (staged, then
+// renamed into place, so volumes/<id> is never a partial copy) and keeps the
+// source's root mode and owner, as it keeps everything else in the tree:
+// spec.Perm does not apply either. A block volume restored or cloned
+// larger than its source has its file grown to spec.Bytes. The caller
+// checks that the source's kind (block or filesystem) matches spec.Block.
 func (d *Dir) Create(id string, spec VolumeSpec) error {
-	perm := spec.Perm
 	p, err := d.Path(id)
 	if err != nil {
 		return err
 	}
+	switch {
+	case spec.FromSnapshot != "" && spec.FromVolume != "":
+		return fmt.Errorf("volume %s: a volume is made from a snapshot or from a volume, not both", id)
+	case spec.FromSnapshot != "" || spec.FromVolume != "":
+		return d.createFrom(id, spec)
+	case spec.Block:
+		return d.createBlock(id, spec.Bytes)
+	}
+	perm := spec.Perm
 	if err := os.Mkdir(p, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
 		return fmt.Errorf("create volume directory: %w", err)
 	}
@@ -114,8 +183,12 @@ func (d *Dir) Exists(id string) (bool, error) {
 // then removed with os.RemoveAll, which opens every directory relative to its
 // parent with O_NOFOLLOW: a symbolic link planted inside the volume is
 // unlinked, never followed.
-func (d *Dir) Remove(id string) error {
-	src, err := d.Path(id)
+func (d *Dir) Remove(id string) error { return d.discard(d.volumes, id) }
+
+// discard removes parent/id as Remove describes. Volumes and snapshots share
+// the trash: the driver's volume and snapshot IDs differ in their prefix.
+func (d *Dir) discard(parent, id string) error {
+	src, err := within(parent, id)
 	if err != nil {
 		return err
 	}
@@ -126,15 +199,16 @@ func (d *Dir) Remove(id string) error {
 	err = unix.Renameat2(unix.AT_FDCWD, src, unix.AT_FDCWD, dst, unix.RENAME_NOREPLACE)
 	switch {
 	case err == nil:
-		if err := syncDir(d.volumes); err != nil {
+		if err := syncDir(parent); err != nil {
 			return err
 		}
 	case errors.Is(err, unix.ENOENT):
 		// Already moved by an earlier, interrupted attempt, or never made.
 	case errors.Is(err, unix.EEXIST), errors.Is(err, unix.ENOTEMPTY):
 		// An earlier attempt left trash/<id> behind and the volume was
-		// then re-created under the same ID, which IDs make impossible;
-		// refuse rather than guess which copy is garbage.
+		// then re-created under the same ID (or a snapshot has the ID of
+		// a volume), which IDs make impossible; refuse rather than guess
+		// which copy is garbage.
 		return fmt.Errorf("move %s to trash: %s: %w", src, dst, ErrExists)
 	default:
 		return fmt.Errorf("move %s to trash: %w", src, err)
@@ -213,7 +287,7 @@ func (d *Dir) Stat() (FS, error) {
 // Writable implements Pool. access(2) with W_OK reports EROFS for a
 // read-only filesystem without writing anything, so Probe can call it often.
 func (d *Dir) Writable() error {
-	for _, p := range []string{d.volumes, d.trash, d.archive} {
+	for _, p := range []string{d.volumes, d.snapshots, d.trash, d.archive, d.stageVolumes, d.stageSnapshots} {
 		if err := unix.Access(p, unix.W_OK); err != nil {
 			return fmt.Errorf("pool %q: %s is not writable: %w", d.name, p, err)
 		}
@@ -242,6 +316,10 @@ func (d *Dir) Scan() ([]string, []string, error) {
 
 // PurgeTrash implements Pool. Everything in the trash was moved there by a
 // committed delete, so removing it loses nothing that was meant to be kept.
+// It also removes the partial copies that snapshots, restores and clones
+// interrupted by a crash left under .staging: such an operation never
+// reported success, and its retry starts the copy afresh. Copies running in
+// this process are left alone.
 func (d *Dir) PurgeTrash() error {
 	entries, err := os.ReadDir(d.trash)
 	if err != nil {
@@ -252,7 +330,28 @@ func (d *Dir) PurgeTrash() error {
 			return fmt.Errorf("purge trash of pool %q: %w", d.name, err)
 		}
 	}
-	return syncDir(d.trash)
+	if err := syncDir(d.trash); err != nil {
+		return err
+	}
+	for _, dir := range []string{d.stageVolumes, d.stageSnapshots} {
+		entries, err := os.ReadDir(dir)
+		if err != nil {
+			return fmt.Errorf("read partial copies of pool %q: %w", d.name, err)
+		}
+		for _, e := range entries {
+			p := filepath.Join(dir, e.Name())
+			if d.staged(p) {
+				continue
+			}
+			if err := os.RemoveAll(p); err != nil {
+				return fmt.Errorf("remove partial copy in pool %q: %w", d.name, err)
+			}
+		}
+		if err := syncDir(dir); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func syncDir(dir string) error {

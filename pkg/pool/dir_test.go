@@ -81,7 +81,7 @@ func mustCreate(t *testing.T, d *Dir, id string) string {
 
 func TestNewDir(t *testing.T) {
 	d, root := newDir(t)
-	for _, sub := range []string{"volumes", "archive", ".trash"} {
+	for _, sub := range []string{"volumes", "snapshots", "archive", ".trash", ".staging/volumes", ".staging/snapshots"} {
 		if fi, err := os.Stat(filepath.Join(root, sub)); err != nil || !fi.IsDir() {
 			t.Errorf("%s not created: %v", sub, err)
 		}

@@ -38,45 +38,70 @@ type CreateRequest struct {
 	Parameters map[string]string
 	// PVCNamespace, PVCName, PVName come from --extra-create-metadata.
 	PVCNamespace, PVCName, PVName string
+	// Block makes a block volume: a sparse file the node attaches to a
+	// loop device, instead of a directory it bind-mounts.
+	Block bool
+	// SourceSnapshotID or SourceVolumeID (at most one) names what the new
+	// volume's content comes from: a restore or a clone. The source must be
+	// in this node's catalog; the new volume is made in the source's pool.
+	SourceSnapshotID, SourceVolumeID string
 }
+
+func (r CreateRequest) sourced() bool { return r.SourceSnapshotID != "" || r.SourceVolumeID != "" }
 
 // Create makes a volume or, when one with the same name and compatible
 // properties exists, returns it. The sequence is: record "creating", make the
-// directory, record "ready". Recovery removes anything left "creating".
+// directory (empty, or with the content of its source), record "ready".
+// Recovery removes anything left "creating".
 func (m *Manager) Create(ctx context.Context, req CreateRequest) (Volume, error) {
 	if !m.Ready() {
 		return Volume{}, ErrNotReady
 	}
 	logger := klog.FromContext(ctx)
-	if req.Pool == "" {
+	if req.Pool == "" && !req.sourced() {
 		req.Pool = m.defaultPool
 	}
+	// A retry is answered from the record alone, so that it succeeds even
+	// when the source has been deleted since the first call.
 	if existing, err := m.cat.GetByName(req.Name); err == nil {
 		return m.sameVolume(existing, req)
 	} else if !errors.Is(err, catalog.ErrNotFound) {
 		return Volume{}, err
 	}
+	size := m.sizeFor(req)
+	if req.sourced() {
+		src, err := m.source(req)
+		if err != nil {
+			return Volume{}, err
+		}
+		req.Pool = src.pool
+		// A restore or clone is at least as large as its source, which
+		// source has checked against the requested range.
+		size = max(req.RequiredBytes, src.bytes)
+	}
 	p, ok := m.pools[req.Pool]
 	if !ok {
 		return Volume{}, fmt.Errorf("pool %.64q is not configured on this node (pools: %v): %w", req.Pool, m.PoolNames(), ErrUnknownPool)
 	}
-	size := m.sizeFor(req)
 	fs, err := p.Stat()
 	if err != nil {
 		return Volume{}, err
 	}
 	v := Volume{
-		ID:            newID(),
-		Name:          req.Name,
-		Pool:          req.Pool,
-		CapacityBytes: size,
-		Parameters:    maps.Clone(req.Parameters),
-		OnDelete:      string(req.OnDelete),
-		PVCNamespace:  req.PVCNamespace,
-		PVCName:       req.PVCName,
-		PVName:        req.PVName,
-		CreatedAt:     m.now().UTC(),
-		State:         catalog.StateCreating,
+		ID:               newID(),
+		Name:             req.Name,
+		Pool:             req.Pool,
+		CapacityBytes:    size,
+		Parameters:       maps.Clone(req.Parameters),
+		OnDelete:         string(req.OnDelete),
+		PVCNamespace:     req.PVCNamespace,
+		PVCName:          req.PVCName,
+		PVName:           req.PVName,
+		CreatedAt:        m.now().UTC(),
+		State:            catalog.StateCreating,
+		Block:            req.Block,
+		SourceSnapshotID: req.SourceSnapshotID,
+		SourceVolumeID:   req.SourceVolumeID,
 	}
 	if err := m.ledger.reserve(v.ID, v.Pool, size, fs.AvailableBytes); err != nil {
 		return Volume{}, err
@@ -88,8 +113,10 @@ func (m *Manager) Create(ctx context.Context, req CreateRequest) (Volume, error)
 		}
 		return Volume{}, err
 	}
-	if err := p.Create(v.ID, pool.VolumeSpec{Bytes: size, Perm: req.Permissions}); err != nil {
-		return Volume{}, m.rollbackCreate(ctx, p, v, err)
+	spec := pool.VolumeSpec{Bytes: size, Block: req.Block, Perm: req.Permissions,
+		FromSnapshot: req.SourceSnapshotID, FromVolume: req.SourceVolumeID}
+	if err := p.Create(v.ID, spec); err != nil {
+		return Volume{}, m.rollbackCreate(ctx, p, v, fmt.Errorf("make volume %s in pool %q: %w", v.ID, v.Pool, err))
 	}
 	v.State = catalog.StateReady
 	if err := m.cat.Put(v); err != nil {
@@ -97,8 +124,63 @@ func (m *Manager) Create(ctx context.Context, req CreateRequest) (Volume, error)
 	}
 	path, _ := p.Path(v.ID)
 	logger.V(2).Info("Volume created", "volumeID", v.ID, "name", v.Name, "pool", v.Pool,
-		"capacityBytes", v.CapacityBytes, "onDelete", v.OnDelete, "path", path)
+		"capacityBytes", v.CapacityBytes, "onDelete", v.OnDelete, "block", v.Block,
+		"sourceSnapshotID", v.SourceSnapshotID, "sourceVolumeID", v.SourceVolumeID, "path", path)
 	return v, nil
+}
+
+// source is what a restore or clone starts from.
+type source struct {
+	pool  string
+	bytes int64
+}
+
+// source finds the snapshot or volume a request names and checks that the
+// request fits it: same pool, same access type, at least as large.
+func (m *Manager) source(req CreateRequest) (source, error) {
+	var (
+		what  string
+		src   source
+		block bool
+	)
+	switch {
+	case req.SourceSnapshotID != "" && req.SourceVolumeID != "":
+		return source{}, fmt.Errorf("a volume is made from a snapshot or from a volume, not both: %w", ErrSourceMismatch)
+	case req.SourceSnapshotID != "":
+		s, err := m.GetSnapshot(req.SourceSnapshotID)
+		if errors.Is(err, ErrSnapshotNotFound) {
+			return source{}, fmt.Errorf("source snapshot %.64q: %w", req.SourceSnapshotID, ErrSourceNotFound)
+		}
+		if err != nil {
+			return source{}, err
+		}
+		what, src, block = "snapshot "+s.ID, source{pool: s.Pool, bytes: s.SizeBytes}, s.Block
+	default:
+		v, err := m.Get(req.SourceVolumeID)
+		if errors.Is(err, ErrNotFound) {
+			return source{}, fmt.Errorf("source volume %.64q: %w", req.SourceVolumeID, ErrSourceNotFound)
+		}
+		if err != nil {
+			return source{}, err
+		}
+		what, src, block = "volume "+v.ID, source{pool: v.Pool, bytes: v.CapacityBytes}, v.Block
+	}
+	kind := map[bool]string{false: "filesystem", true: "block"}
+	switch {
+	case req.Pool != "" && req.Pool != src.pool:
+		return source{}, fmt.Errorf("pool %.64q: a volume made from %s is made in the source's pool %q; leave the pool parameter unset or set it to %q: %w",
+			req.Pool, what, src.pool, src.pool, ErrSourceMismatch)
+	case req.Block != block:
+		return source{}, fmt.Errorf("%s is a %s volume and a %s volume cannot be made from it; request volume mode %s: %w",
+			what, kind[block], kind[req.Block], kind[block], ErrSourceMismatch)
+	case req.RequiredBytes > 0 && req.RequiredBytes < src.bytes:
+		return source{}, fmt.Errorf("capacity_range.required_bytes %s is smaller than %s (%s); request at least its size: %w",
+			human(req.RequiredBytes), what, human(src.bytes), ErrOutOfRange)
+	case req.LimitBytes > 0 && req.LimitBytes < src.bytes:
+		return source{}, fmt.Errorf("capacity_range.limit_bytes %s is smaller than %s (%s); allow at least its size: %w",
+			human(req.LimitBytes), what, human(src.bytes), ErrOutOfRange)
+	}
+	return src, nil
 }
 
 // sizeFor picks the size of a new volume: the required size, else the
@@ -125,12 +207,27 @@ func (m *Manager) sameVolume(v Volume, req CreateRequest) (Volume, error) {
 	case req.LimitBytes > 0 && v.CapacityBytes > req.LimitBytes:
 		return Volume{}, fmt.Errorf("volume %q exists with %s, larger than the limit %s: %w",
 			v.Name, human(v.CapacityBytes), human(req.LimitBytes), ErrConflict)
-	case v.Pool != req.Pool:
+	case req.Pool != "" && v.Pool != req.Pool:
 		return Volume{}, fmt.Errorf("volume %q exists in pool %q, not %q: %w", v.Name, v.Pool, req.Pool, ErrConflict)
+	case v.Block != req.Block:
+		return Volume{}, fmt.Errorf("volume %q exists with block=%v, not %v: %w", v.Name, v.Block, req.Block, ErrConflict)
+	case v.SourceSnapshotID != req.SourceSnapshotID || v.SourceVolumeID != req.SourceVolumeID:
+		return Volume{}, fmt.Errorf("volume %q exists with content source %s, not %s: %w",
+			v.Name, describeSource(v.SourceSnapshotID, v.SourceVolumeID), describeSource(req.SourceSnapshotID, req.SourceVolumeID), ErrConflict)
 	case !maps.Equal(v.Parameters, req.Parameters): // nil and empty compare equal
 		return Volume{}, fmt.Errorf("volume %q exists with parameters %v, not %v: %w", v.Name, v.Parameters, req.Parameters, ErrConflict)
 	}
 	return v, nil
+}
+
+func describeSource(snapshotID, volumeID string) string {
+	switch {
+	case snapshotID != "":
+		return fmt.Sprintf("snapshot %.64q", snapshotID)
+	case volumeID != "":
+		return fmt.Sprintf("volume %.64q", volumeID)
+	}
+	return "none"
 }
 
 // rollbackCreate undoes a create that failed after its intent was recorded.

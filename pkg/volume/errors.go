@@ -6,15 +6,28 @@ var (
 	// ErrNotFound means no volume has the given ID (or the ID is not one
 	// this driver could have issued).
 	ErrNotFound = errors.New("volume not found")
-	// ErrConflict means a volume with the requested name exists with a
-	// different size or parameters.
-	ErrConflict = errors.New("volume exists with different properties")
+	// ErrSnapshotNotFound means no snapshot has the given ID (or the ID is
+	// not one this driver could have issued).
+	ErrSnapshotNotFound = errors.New("snapshot not found")
+	// ErrSourceNotFound means the snapshot or volume a new volume is to be
+	// made from is not in this node's catalog.
+	ErrSourceNotFound = errors.New("content source not found on this node")
+	// ErrSourceMismatch means a restore or clone asks for something its
+	// source cannot give: another pool, or another access type.
+	ErrSourceMismatch = errors.New("request does not match its content source")
+	// ErrConflict means a volume or snapshot with the requested name exists
+	// with different properties.
+	ErrConflict = errors.New("exists with different properties")
+	// ErrOutOfRange means a size is outside what the volume can have: a
+	// restore smaller than its source, or an expansion that would shrink.
+	ErrOutOfRange = errors.New("size out of range")
 	// ErrNoSpace means the pool cannot promise the requested size.
 	ErrNoSpace = errors.New("not enough space in pool")
 	// ErrUnknownPool means the requested pool is not configured.
 	ErrUnknownPool = errors.New("unknown pool")
-	// ErrBusy means the volume is in the middle of another operation.
-	ErrBusy = errors.New("volume is busy")
+	// ErrBusy means the volume or snapshot is in the middle of another
+	// operation.
+	ErrBusy = errors.New("busy with another operation")
 	// ErrNotReady means recovery has not finished.
 	ErrNotReady = errors.New("volume catalog is still being recovered")
 )

@@ -56,6 +56,39 @@ func (l *ledger) reserve(id, pool string, capacity, available int64) error {
 	return nil
 }
 
+// grow raises volume id's capacity if the extra bytes it promises fit in
+// available minus what is already promised in the pool, and otherwise
+// returns ErrNoSpace with the figures. Bytes already written stay counted
+// as written. A volume the ledger does not know is added.
+func (l *ledger) grow(id, pool string, capacity, available int64) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	old, known := l.vols[id]
+	if !known {
+		old = ledgerEntry{pool: pool}
+	}
+	grown := old
+	grown.capacity = capacity
+	extra := grown.unwritten() - old.unwritten()
+	if free := available - l.unwritten[old.pool]; extra > free {
+		return fmt.Errorf("%w: %s more requested, pool %q can promise %s (filesystem free %s, promised to volumes and not yet written %s)",
+			ErrNoSpace, human(extra), old.pool, human(max(0, free)), human(available), human(l.unwritten[old.pool]))
+	}
+	l.addLocked(id, grown)
+	return nil
+}
+
+// setCapacity sets volume id's capacity without any check; it undoes a
+// grow whose expansion failed.
+func (l *ledger) setCapacity(id string, capacity int64) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if e, ok := l.vols[id]; ok {
+		e.capacity = capacity
+		l.addLocked(id, e)
+	}
+}
+
 func (l *ledger) remove(id string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()

@@ -160,7 +160,8 @@ func TestCapacity(t *testing.T) {
 		if err != nil {
 			t.Fatalf("Capacity(%q): %v", poolName, err)
 		}
-		want := Capacity{Available: max(0, avail-promised), Promised: promised}
+		free := max(0, avail-promised)
+		want := Capacity{Available: free, MaxVolume: free, Promised: promised}
 		if c != want {
 			t.Errorf("Capacity(%q) = %+v, want %+v", poolName, c, want)
 		}
@@ -216,7 +217,7 @@ func TestCapacityOverPromised(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c != (Capacity{Available: 0, Promised: 1 << 20}) {
+	if c != (Capacity{Available: 0, MaxVolume: 0, Promised: 1 << 20}) {
 		t.Errorf("Capacity = %+v", c)
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/dirvol/dirvol/internal/keylock"
 	"github.com/dirvol/dirvol/pkg/catalog"
 	"github.com/dirvol/dirvol/pkg/pool"
 	"k8s.io/klog/v2"
@@ -30,16 +31,21 @@ type Manager struct {
 	now             func() time.Time
 	ledger          *ledger
 	ready           atomic.Bool
+	// expanding holds the IDs of volumes being expanded.
+	expanding keylock.Locks[string]
 
 	orphansMu sync.Mutex
 	orphans   []Orphan
 }
 
-// Orphan is a directory under a pool's volumes/ that no catalog record owns.
-// It is reported, never deleted: only an operator knows whose data it is.
+// Orphan is a directory under a pool's volumes/ or snapshots/ that no
+// catalog record owns. It is reported, never deleted: only an operator knows
+// whose data it is.
 type Orphan struct {
 	Pool string
 	Path string
+	// Snapshot is set for a directory under the pool's snapshots/.
+	Snapshot bool
 }
 
 // New returns a Manager over the given catalog and pools. defaultPool must be
@@ -134,6 +140,10 @@ type Capacity struct {
 	// Available is the filesystem's free space minus the space promised to
 	// existing volumes and not yet written by them.
 	Available int64
+	// MaxVolume is the largest volume the pool can promise now: what
+	// CreateVolume accepts without ResourceExhausted. A volume takes its
+	// size from one filesystem, so it is Available.
+	MaxVolume int64
 	// Promised is the space promised to volumes and not yet written.
 	Promised int64
 	// Enforced reports whether the pool enforces volume sizes.
@@ -154,7 +164,8 @@ func (m *Manager) Capacity(poolName string) (Capacity, error) {
 		return Capacity{}, err
 	}
 	promised := m.ledger.promised(poolName)
-	return Capacity{Available: max(0, fs.AvailableBytes-promised), Promised: promised, Enforced: p.EnforcesSize()}, nil
+	available := max(0, fs.AvailableBytes-promised)
+	return Capacity{Available: available, MaxVolume: available, Promised: promised, Enforced: p.EnforcesSize()}, nil
 }
 
 // Writable returns nil when every pool accepts new volumes.

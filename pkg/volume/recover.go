@@ -3,6 +3,7 @@ package volume
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 
 	"github.com/dirvol/dirvol/pkg/catalog"
 	"github.com/dirvol/dirvol/pkg/pool"
@@ -15,8 +16,10 @@ import (
 //     and record are removed;
 //   - a volume left "deleting" has its reclaim policy finished;
 //   - removals interrupted in a pool's trash are finished;
-//   - a directory under volumes/ that no record owns is reported as an
-//     orphan (log and Orphans), never deleted.
+//   - a snapshot left "creating" was never returned: its directory and
+//     record are removed; one left "deleting" has its removal finished;
+//   - a directory under volumes/ or snapshots/ that no record owns is
+//     reported as an orphan (log and Orphans), never deleted.
 func (m *Manager) Recover(ctx context.Context) error {
 	logger := klog.FromContext(ctx)
 	problems, err := m.cat.Load()
@@ -73,6 +76,7 @@ func (m *Manager) Recover(ctx context.Context) error {
 			ready++
 		}
 	}
+	snaps := m.recoverSnapshots(ctx)
 	var orphans []Orphan
 	for _, name := range m.PoolNames() {
 		p := m.pools[name]
@@ -97,13 +101,15 @@ func (m *Manager) Recover(ctx context.Context) error {
 			logger.Info("Directory in pool has no volume record; left untouched for an operator",
 				"pool", name, "path", path)
 		}
+		orphans = append(orphans, snapshotOrphans(logger, p, snaps.owned[name])...)
 	}
 	m.orphansMu.Lock()
 	m.orphans = orphans
 	m.orphansMu.Unlock()
 	m.ready.Store(true)
 	logger.Info("Volume catalog recovered", "volumes", ready, "rolledBackCreates", rolledBack,
-		"finishedDeletes", finished, "stuckOperations", stuck, "orphanDirectories", len(orphans))
+		"finishedDeletes", finished, "stuckOperations", stuck+snaps.stuck, "orphanDirectories", len(orphans),
+		"snapshots", snaps.ready, "rolledBackSnapshots", snaps.rolledBack, "finishedSnapshotDeletes", snaps.finished)
 	return nil
 }
 
@@ -117,4 +123,76 @@ func (m *Manager) rollbackUnfinished(p pool.Pool, v Volume) error {
 	}
 	m.ledger.remove(v.ID)
 	return nil
+}
+
+// snapshotRecovery is what recoverSnapshots did.
+type snapshotRecovery struct {
+	// owned holds, per pool, the snapshot IDs that have a record.
+	owned                              map[string]map[string]bool
+	ready, rolledBack, finished, stuck int
+}
+
+// recoverSnapshots rolls back snapshots left "creating" and finishes those
+// left "deleting". A snapshot in a pool that is not configured keeps its
+// record untouched.
+func (m *Manager) recoverSnapshots(ctx context.Context) snapshotRecovery {
+	logger := klog.FromContext(ctx)
+	r := snapshotRecovery{owned: make(map[string]map[string]bool, len(m.pools))}
+	for name := range m.pools {
+		r.owned[name] = make(map[string]bool)
+	}
+	for _, s := range m.cat.ListSnapshots() {
+		p, poolKnown := m.pools[s.Pool]
+		if !poolKnown {
+			logger.Error(nil, "Snapshot is in a pool that is not configured; its record is kept untouched",
+				"snapshotID", s.ID, "pool", s.Pool, "state", s.State)
+			if s.State == catalog.StateReady {
+				r.ready++
+			}
+			continue
+		}
+		r.owned[s.Pool][s.ID] = true
+		switch s.State {
+		case catalog.StateCreating, catalog.StateDeleting:
+			if err := m.removeSnapshot(p, s); err != nil {
+				logger.Error(err, "Cannot finish an interrupted snapshot operation; will retry at next start",
+					"snapshotID", s.ID, "state", s.State)
+				r.stuck++
+				continue
+			}
+			delete(r.owned[s.Pool], s.ID)
+			if s.State == catalog.StateCreating {
+				r.rolledBack++
+				logger.Info("Rolled back a snapshot interrupted by a stop", "snapshotID", s.ID, "name", s.Name)
+			} else {
+				r.finished++
+				logger.Info("Finished a snapshot delete interrupted by a stop", "snapshotID", s.ID, "name", s.Name)
+			}
+		default:
+			r.ready++
+		}
+	}
+	return r
+}
+
+// snapshotOrphans reports the snapshot directories of p that no record owns.
+func snapshotOrphans(logger klog.Logger, p pool.Pool, owned map[string]bool) []Orphan {
+	dirs, err := p.ScanSnapshots()
+	if err != nil {
+		logger.Error(err, "Cannot scan pool for snapshot directories without a record", "pool", p.Name())
+		return nil
+	}
+	var out []Orphan
+	for _, dir := range dirs {
+		if owned[dir] {
+			continue
+		}
+		// The name comes from the pool's own directory listing; the path
+		// is for the operator to read, nothing opens it.
+		path := filepath.Join(p.Root(), "snapshots", dir)
+		out = append(out, Orphan{Pool: p.Name(), Path: path, Snapshot: true})
+		logger.Info("Snapshot directory in pool has no snapshot record; left untouched for an operator",
+			"pool", p.Name(), "path", path)
+	}
+	return out
 }

@@ -66,23 +66,32 @@ func TestSanity(t *testing.T) {
 	})
 	waitReady(t, endpoint)
 
-	base := func(name string, params map[string]string) *sanity.TestConfig {
+	base := func(name string, params, snapParams map[string]string) *sanity.TestConfig {
 		c := sanity.NewTestConfig()
 		c.Address = endpoint
 		c.TargetPath = filepath.Join(root, name+"-target")
 		c.StagingPath = filepath.Join(root, name+"-staging")
 		c.TestVolumeSize = 64 << 20
+		// Expansion doubles the volume, rather than the suite's default of
+		// adding 1 GiB, so that the pass also fits a small pool.
+		c.TestVolumeExpandSize = 128 << 20
 		c.IdempotentCount = 2
 		c.IDGen = idGen{}
 		c.TestVolumeParameters = params
+		c.TestSnapshotParameters = snapParams
 		return &c
 	}
-	// Two passes over the whole suite: the defaults (onDelete delete, the
-	// default pool), and every StorageClass parameter set to something else.
+	// Two passes over the whole suite, snapshots, clones and expansion
+	// included: the defaults (onDelete delete, the default pool), and every
+	// StorageClass and VolumeSnapshotClass parameter set to something else.
 	contexts := []*sanity.TestContext{
-		sanity.GinkgoTest(base("defaults", nil)),
+		sanity.GinkgoTest(base("defaults", nil, nil)),
 		sanity.GinkgoTest(base("parameters", map[string]string{
 			"pool": "extra", "onDelete": "archive", "mode": "0770", "uid": "1000", "gid": "1000",
+		}, map[string]string{
+			"csi.storage.k8s.io/volumesnapshot/name":        "snap-1",
+			"csi.storage.k8s.io/volumesnapshot/namespace":   "default",
+			"csi.storage.k8s.io/volumesnapshotcontent/name": "snapcontent-1",
 		})),
 	}
 	gomega.RegisterFailHandler(ginkgo.Fail)

@@ -1,0 +1,185 @@
+package catalog
+
+import (
+	"encoding/json"
+	"fmt"
+	"sort"
+	"sync"
+)
+
+// record is what a table stores: a value with an ID (its file name) and a
+// name unique within its table.
+type record[T any] interface {
+	recordID() string
+	recordName() string
+	clone() T
+}
+
+// table is one kind of record (volumes or snapshots): the files of a
+// recordDir and in-memory indexes by ID and by name.
+type table[T record[T]] struct {
+	dir recordDir
+	// kind names the records in messages ("volume", "snapshot").
+	kind string
+
+	// mu guards the indexes only; it is never held across disk I/O.
+	mu     sync.Mutex
+	byID   map[string]T
+	byName map[string]string
+	// problems holds the keys of record files load could not read; put
+	// refuses them so that those files stay as they were found.
+	problems map[string]bool
+}
+
+func newTable[T record[T]](dir, kind string) *table[T] {
+	return &table[T]{
+		dir:      recordDir{path: dir},
+		kind:     kind,
+		byID:     make(map[string]T),
+		byName:   make(map[string]string),
+		problems: make(map[string]bool),
+	}
+}
+
+// load (re)reads every record file and replaces the indexes. Files that
+// cannot be decoded, that hold another ID than their name, or whose name is
+// already held are returned as Problems and their IDs stay reserved.
+func (t *table[T]) load() ([]Problem, error) {
+	files, err := t.dir.load()
+	if err != nil {
+		return nil, err
+	}
+	byID := make(map[string]T, len(files))
+	byName := make(map[string]string, len(files))
+	bad := make(map[string]bool)
+	var problems []Problem
+	for _, f := range files {
+		var r T
+		if err := json.Unmarshal(f.data, &r); err != nil {
+			problems = append(problems, Problem{File: t.dir.file(f.key), Err: err})
+			bad[f.key] = true
+			continue
+		}
+		if r.recordID() != f.key {
+			problems = append(problems, Problem{File: t.dir.file(f.key),
+				Err: fmt.Errorf("record holds ID %q, file is named for %q", r.recordID(), f.key)})
+			bad[f.key] = true
+			continue
+		}
+		if other, taken := byName[r.recordName()]; taken {
+			problems = append(problems, Problem{File: t.dir.file(f.key),
+				Err: fmt.Errorf("name %q is also held by %s %s", r.recordName(), t.kind, other)})
+			bad[f.key] = true
+			continue
+		}
+		byID[f.key] = r
+		byName[r.recordName()] = f.key
+	}
+	t.mu.Lock()
+	t.byID, t.byName, t.problems = byID, byName, bad
+	t.mu.Unlock()
+	return problems, nil
+}
+
+func (t *table[T]) get(id string) (T, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	r, ok := t.byID[id]
+	if !ok {
+		var zero T
+		return zero, fmt.Errorf("%s %s: %w", t.kind, id, ErrNotFound)
+	}
+	return r.clone(), nil
+}
+
+func (t *table[T]) getByName(name string) (T, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	id, ok := t.byName[name]
+	if !ok {
+		var zero T
+		return zero, fmt.Errorf("%s named %q: %w", t.kind, name, ErrNotFound)
+	}
+	return t.byID[id].clone(), nil
+}
+
+// list returns every record, sorted by ID.
+func (t *table[T]) list() []T {
+	t.mu.Lock()
+	out := make([]T, 0, len(t.byID))
+	for _, r := range t.byID {
+		out = append(out, r.clone())
+	}
+	t.mu.Unlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].recordID() < out[j].recordID() })
+	return out
+}
+
+func (t *table[T]) len() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.byID)
+}
+
+// put durably writes r, adding or replacing the record with its ID. It fails
+// with ErrNameTaken, writing nothing, when another ID holds r's name, and
+// returns only once the record is on stable storage.
+func (t *table[T]) put(r T) error {
+	r = r.clone()
+	id, name := r.recordID(), r.recordName()
+	t.mu.Lock()
+	if t.problems[id] {
+		t.mu.Unlock()
+		return fmt.Errorf("%s ID %s: its record file %s could not be loaded and is kept for an operator; the ID cannot be reused",
+			t.kind, id, t.dir.file(id))
+	}
+	old, existed := t.byID[id]
+	if holder, taken := t.byName[name]; taken && holder != id {
+		t.mu.Unlock()
+		return fmt.Errorf("%s name %q held by %s: %w", t.kind, name, holder, ErrNameTaken)
+	}
+	// Claim the name before the slow write so that a concurrent put of the
+	// same name with another ID fails instead of racing.
+	t.byID[id] = r
+	t.byName[name] = id
+	t.mu.Unlock()
+
+	if err := t.dir.write(id, r); err != nil {
+		t.mu.Lock()
+		if existed {
+			t.byID[id] = old
+			if old.recordName() != name {
+				delete(t.byName, name)
+			}
+		} else {
+			delete(t.byID, id)
+			delete(t.byName, name)
+		}
+		t.mu.Unlock()
+		return err
+	}
+	if existed && old.recordName() != name {
+		// The record now on disk holds the new name only: free the old one.
+		t.mu.Lock()
+		if t.byName[old.recordName()] == id {
+			delete(t.byName, old.recordName())
+		}
+		t.mu.Unlock()
+	}
+	return nil
+}
+
+// remove durably deletes the record with the given ID; a missing record is
+// not an error.
+func (t *table[T]) remove(id string) error {
+	if err := t.dir.remove(id); err != nil {
+		return err
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if r, ok := t.byID[id]; ok {
+		delete(t.byName, r.recordName())
+		delete(t.byID, id)
+	}
+	return nil
+}

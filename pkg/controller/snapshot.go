@@ -1,0 +1,139 @@
+package controller
+
+import (
+	"context"
+	"errors"
+
+	"github.com/container-storage-interface/spec/lib/go/csi"
+	"github.com/dirvol/dirvol/pkg/volume"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
+	"k8s.io/klog/v2"
+)
+
+// CreateSnapshot takes a snapshot of a volume this node holds, or returns
+// the existing snapshot with the same name of the same volume. The snapshot
+// is complete when the call returns (ready_to_use is always true): a copy
+// with reflinks where the filesystem has them, or a btrfs snapshot. Locks:
+// the snapshot name, then the source volume's ID, so that the volume is not
+// deleted or expanded while it is being copied.
+func (s *Server) CreateSnapshot(ctx context.Context, req *csi.CreateSnapshotRequest) (*csi.CreateSnapshotResponse, error) {
+	if err := validateCreateSnapshot(req); err != nil {
+		return nil, err
+	}
+	name, src := req.GetName(), req.GetSourceVolumeId()
+	if !s.snapNames.TryLock(name) {
+		return nil, status.Errorf(codes.Aborted, "an operation on snapshot name %q is already in progress", name)
+	}
+	defer s.snapNames.Unlock(name)
+	if !s.ids.TryLock(src) {
+		return nil, status.Errorf(codes.Aborted, "an operation on volume %.64q is already in progress", src)
+	}
+	defer s.ids.Unlock(src)
+
+	snap, err := s.vols.CreateSnapshot(ctx, volume.SnapshotRequest{
+		Name:           name,
+		SourceVolumeID: src,
+		Parameters:     req.GetParameters(),
+	})
+	switch {
+	case errors.Is(err, volume.ErrNotFound):
+		return nil, status.Errorf(codes.NotFound,
+			"%v: the source volume is not on node %q; a snapshot is taken by the driver on the node that holds its volume",
+			err, s.cfg.NodeID)
+	case errors.Is(err, volume.ErrUnknownPool):
+		return nil, unknownPoolStatus(err)
+	case err != nil:
+		return nil, toStatus(err)
+	}
+	return &csi.CreateSnapshotResponse{Snapshot: csiSnapshot(snap)}, nil
+}
+
+// DeleteSnapshot removes a snapshot. An ID this driver never issued, or one
+// already deleted, is success, as the CSI spec requires. Volumes restored
+// from the snapshot are independent of it and stay. Lock: the snapshot ID.
+func (s *Server) DeleteSnapshot(ctx context.Context, req *csi.DeleteSnapshotRequest) (*csi.DeleteSnapshotResponse, error) {
+	if err := validateDeleteSnapshot(req); err != nil {
+		return nil, err
+	}
+	id := req.GetSnapshotId()
+	if !s.ids.TryLock(id) {
+		return nil, status.Errorf(codes.Aborted, "an operation on snapshot %.64q is already in progress", id)
+	}
+	defer s.ids.Unlock(id)
+
+	err := s.vols.DeleteSnapshot(ctx, id)
+	switch {
+	case errors.Is(err, volume.ErrSnapshotNotFound):
+		klog.FromContext(ctx).V(2).Info("Snapshot to delete does not exist; nothing to do", "snapshotID", id)
+		return &csi.DeleteSnapshotResponse{}, nil
+	case errors.Is(err, volume.ErrUnknownPool):
+		return nil, unknownPoolStatus(err)
+	case err != nil:
+		return nil, toStatus(err)
+	}
+	return &csi.DeleteSnapshotResponse{}, nil
+}
+
+// ListSnapshots pages through the snapshots of this node, optionally only
+// one (snapshot_id) or those of one volume (source_volume_id); an unknown ID
+// in either filter gives an empty list. No lock: it reads a catalog
+// snapshot.
+func (s *Server) ListSnapshots(ctx context.Context, req *csi.ListSnapshotsRequest) (*csi.ListSnapshotsResponse, error) {
+	if err := validateListSnapshots(req); err != nil {
+		return nil, err
+	}
+	all := s.vols.ListSnapshots()
+	if id := req.GetSnapshotId(); id != "" {
+		all = filter(all, func(sn volume.Snapshot) bool { return sn.ID == id })
+	}
+	if src := req.GetSourceVolumeId(); src != "" {
+		all = filter(all, func(sn volume.Snapshot) bool { return sn.SourceVolumeID == src })
+	}
+	snaps, next, err := page(all, snapshotID, volume.ValidSnapshotID, req.GetStartingToken(), req.GetMaxEntries())
+	if err != nil {
+		return nil, err
+	}
+	out := &csi.ListSnapshotsResponse{NextToken: next, Entries: make([]*csi.ListSnapshotsResponse_Entry, 0, len(snaps))}
+	for _, sn := range snaps {
+		out.Entries = append(out.Entries, &csi.ListSnapshotsResponse_Entry{Snapshot: csiSnapshot(sn)})
+	}
+	return out, nil
+}
+
+// GetSnapshot describes one snapshot. No lock.
+func (s *Server) GetSnapshot(ctx context.Context, req *csi.GetSnapshotRequest) (*csi.GetSnapshotResponse, error) {
+	if err := validateGetSnapshot(req); err != nil {
+		return nil, err
+	}
+	sn, err := s.vols.GetSnapshot(req.GetSnapshotId())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &csi.GetSnapshotResponse{Snapshot: csiSnapshot(sn)}, nil
+}
+
+func snapshotID(sn volume.Snapshot) string { return sn.ID }
+
+func filter[T any](items []T, keep func(T) bool) []T {
+	out := items[:0:0]
+	for _, it := range items {
+		if keep(it) {
+			out = append(out, it)
+		}
+	}
+	return out
+}
+
+// csiSnapshot is the CSI view of a snapshot record. Only ready snapshots
+// are ever returned, so ready_to_use is always true.
+func csiSnapshot(sn volume.Snapshot) *csi.Snapshot {
+	return &csi.Snapshot{
+		SnapshotId:     sn.ID,
+		SourceVolumeId: sn.SourceVolumeID,
+		SizeBytes:      sn.SizeBytes,
+		CreationTime:   timestamppb.New(sn.CreatedAt),
+		ReadyToUse:     true,
+	}
+}

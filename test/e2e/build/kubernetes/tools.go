@@ -1,0 +1,11 @@
+//go:build tools
+
+// Package tools records the commands' packages as dependencies so that
+// go.sum holds every line the build needs.
+package tools
+
+import (
+	_ "k8s.io/kubernetes/cmd/kube-apiserver/app"
+	_ "k8s.io/kubernetes/cmd/kube-controller-manager/app"
+	_ "k8s.io/kubernetes/cmd/kube-scheduler/app"
+)

@@ -1,0 +1,259 @@
+// Package framework is what the e2e tests and the benchmark share: the
+// cluster they run against (the local control plane of package cluster, or
+// an existing cluster such as kind through E2E_KUBECONFIG), and helpers that
+// create objects and wait for what Kubernetes and dirvol do with them.
+package framework
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+
+	"github.com/container-storage-interface/spec/lib/go/csi"
+	snapclient "github.com/kubernetes-csi/external-snapshotter/client/v8/clientset/versioned"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/dirvol/dirvol/test/e2e/binaries"
+	"github.com/dirvol/dirvol/test/e2e/cluster"
+	"github.com/dirvol/dirvol/test/e2e/manifests"
+	"github.com/dirvol/dirvol/test/e2e/nodedisk"
+)
+
+// Environment variables the tests read.
+const (
+	// EnvKubeconfig points the tests at an existing cluster with dirvol
+	// installed from deploy/ (make e2e-kind sets it); unset, they build and
+	// start the local control plane.
+	EnvKubeconfig = "E2E_KUBECONFIG"
+	// EnvDataDir is the driver's data directory on the nodes of an existing
+	// cluster (default /var/lib/dirvol, as in deploy/).
+	EnvDataDir = "E2E_DATA_DIR"
+	// EnvKeep keeps the local cluster's run directory (logs, data dirs)
+	// after the run.
+	EnvKeep = "E2E_KEEP"
+)
+
+// DriverName is the CSI driver name deploy/ installs.
+const DriverName = "dirvol.csi.dev"
+
+// ErrSkip wraps the reason the cluster cannot be built on this machine.
+var ErrSkip = errors.New("cannot build the e2e cluster here")
+
+// Env is the cluster under test.
+type Env struct {
+	Config  *rest.Config
+	Kube    kubernetes.Interface
+	Snap    snapclient.Interface
+	Applier *manifests.Applier
+	Disk    nodedisk.NodeDisk
+	// Nodes are the names of the nodes that run dirvol.
+	Nodes []string
+	// Namespace is where dirvol runs and publishes CSIStorageCapacity.
+	Namespace string
+	// DeployDir is the repository's deploy/.
+	DeployDir string
+	// Local is set for the local control plane (nil for a kubeconfig).
+	Local *cluster.Cluster
+}
+
+// Supports reports whether dirvol advertises the controller capability:
+// asked over the driver's socket on the local cluster; on an existing
+// cluster, CREATE_DELETE_SNAPSHOT and CLONE_VOLUME (which land together) are
+// taken as advertised when the csi-snapshotter sidecar is running, since it
+// exits at start without them.
+func (e *Env) Supports(ctx context.Context, c csi.ControllerServiceCapability_RPC_Type) bool {
+	if e.Local != nil {
+		return e.Local.Supports(c)
+	}
+	switch c {
+	case csi.ControllerServiceCapability_RPC_CREATE_DELETE_SNAPSHOT, csi.ControllerServiceCapability_RPC_CLONE_VOLUME:
+		pods, err := e.Kube.CoreV1().Pods(e.Namespace).List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return false
+		}
+		for _, p := range pods.Items {
+			for _, s := range p.Status.ContainerStatuses {
+				if s.Name == "csi-snapshotter" && s.Ready {
+					return true
+				}
+			}
+		}
+		return false
+	}
+	return true
+}
+
+// Diagnose returns what helps explain a failure: components that crashed,
+// and the tails of the logs of the components named (all when none).
+func (e *Env) Diagnose(lines int, names ...string) string {
+	if e.Local == nil {
+		return "(existing cluster: see the dirvol-node pods' logs)"
+	}
+	var b strings.Builder
+	if err := e.Local.Check(); err != nil {
+		fmt.Fprintf(&b, "crashed components:\n%v\n", err)
+	}
+	b.WriteString(e.Local.Tails(lines, names...))
+	return b.String()
+}
+
+// Options configure Setup.
+type Options struct {
+	// Nodes of the local cluster (ignored with E2E_KUBECONFIG).
+	Nodes []cluster.NodeOptions
+	// Log receives progress lines (binary builds, component starts).
+	Log io.Writer
+}
+
+// Setup returns the cluster under test and a function that tears it down.
+// With E2E_KUBECONFIG it connects to that cluster; otherwise it builds the
+// binaries (cached) and dirvol, and starts a local cluster. An error
+// wrapping ErrSkip means this machine cannot run the local cluster.
+func Setup(ctx context.Context, opts Options) (*Env, func(), error) {
+	root, err := binaries.ModuleRoot()
+	if err != nil {
+		return nil, nil, err
+	}
+	deployDir := filepath.Join(root, "..", "..", "deploy")
+	if kc := os.Getenv(EnvKubeconfig); kc != "" {
+		e, err := existing(ctx, kc, deployDir)
+		return e, func() {}, err
+	}
+	if opts.Log == nil {
+		opts.Log = io.Discard
+	}
+	if os.Geteuid() != 0 {
+		return nil, nil, fmt.Errorf("%w: the local cluster needs root (tmpfs disks for the nodes, dirvol's mounts); run as root or set %s", ErrSkip, EnvKubeconfig)
+	}
+	if _, err := exec.LookPath("go"); err != nil {
+		return nil, nil, fmt.Errorf("%w: no go command to build the control plane", ErrSkip)
+	}
+	cache, err := binaries.DefaultCacheDir()
+	if err != nil {
+		return nil, nil, err
+	}
+	bins, err := binaries.Ensure(ctx, filepath.Join(root, "build"), cache, opts.Log)
+	if err != nil {
+		return nil, nil, err
+	}
+	crdDir, err := snapshotCRDDir(ctx, root)
+	if err != nil {
+		return nil, nil, err
+	}
+	dir, err := os.MkdirTemp("", "dirvol-e2e-")
+	if err != nil {
+		return nil, nil, err
+	}
+	driver, err := cluster.BuildDriver(ctx, filepath.Join(root, "..", ".."), dir)
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, nil, err
+	}
+	c, err := cluster.Start(ctx, cluster.Options{
+		Nodes: opts.Nodes, Dir: dir, Bins: bins, Driver: driver,
+		DeployDir: deployDir, SnapshotCRDDir: crdDir, Log: opts.Log,
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	keep := os.Getenv(EnvKeep) != ""
+	stop := func() {
+		c.Stop(keep)
+		if keep {
+			fmt.Fprintf(opts.Log, "e2e: kept %s (%s set)\n", dir, EnvKeep)
+		}
+	}
+	e := &Env{Config: c.RESTConfig, Kube: c.Kube, Applier: c.Applier, Namespace: c.Namespace, DeployDir: deployDir, Local: c}
+	disk := nodedisk.Local{}
+	for _, n := range c.Nodes {
+		e.Nodes = append(e.Nodes, n.Name)
+		disk[n.Name] = n.DataDir
+	}
+	e.Disk = disk
+	if e.Snap, err = snapclient.NewForConfig(c.RESTConfig); err != nil {
+		stop()
+		return nil, nil, err
+	}
+	return e, stop, nil
+}
+
+// existing connects to the cluster of kubeconfig, where deploy/ is
+// installed: nodes are those with a dirvol CSINode entry, disks are reached
+// with docker exec (kind's nodes are containers named after the node).
+func existing(ctx context.Context, kubeconfig, deployDir string) (*Env, error) {
+	cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+	if err != nil {
+		return nil, err
+	}
+	cfg.QPS, cfg.Burst = 200, 400
+	e := &Env{Config: cfg, Namespace: "dirvol", DeployDir: deployDir}
+	if e.Kube, err = kubernetes.NewForConfig(cfg); err != nil {
+		return nil, err
+	}
+	if e.Snap, err = snapclient.NewForConfig(cfg); err != nil {
+		return nil, err
+	}
+	if e.Applier, err = manifests.NewApplier(cfg); err != nil {
+		return nil, err
+	}
+	dataDir := os.Getenv(EnvDataDir)
+	if dataDir == "" {
+		dataDir = "/var/lib/dirvol"
+	}
+	e.Disk = nodedisk.DockerExec{DataDir: dataDir}
+	csiNodes, err := e.Kube.StorageV1().CSINodes().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, err
+	}
+	for _, n := range csiNodes.Items {
+		for _, d := range n.Spec.Drivers {
+			if d.Name == DriverName {
+				e.Nodes = append(e.Nodes, n.Name)
+			}
+		}
+	}
+	if len(e.Nodes) == 0 {
+		return nil, fmt.Errorf("no node of the cluster in %s has driver %s registered (is deploy/ installed?)", kubeconfig, DriverName)
+	}
+	// The StorageClasses the tests use are deploy/base's; install them in
+	// case the cluster has only an overlay that renamed or dropped some.
+	return e, e.InstallStorageClasses(ctx)
+}
+
+// InstallStorageClasses applies deploy/base's StorageClasses.
+func (e *Env) InstallStorageClasses(ctx context.Context) error {
+	objs, err := manifests.Render(filepath.Join(e.DeployDir, "base"))
+	if err != nil {
+		return err
+	}
+	for _, o := range manifests.Select(objs, "StorageClass") {
+		if err := e.Applier.Apply(ctx, o, false); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// snapshotCRDDir finds external-snapshotter's client/config/crd in the module
+// cache, at the version this module requires.
+func snapshotCRDDir(ctx context.Context, root string) (string, error) {
+	cmd := exec.CommandContext(ctx, "go", "list", "-m", "-f", "{{.Dir}}", "github.com/kubernetes-csi/external-snapshotter/client/v8")
+	cmd.Dir = root
+	out, err := cmd.Output()
+	if err != nil {
+		return "", fmt.Errorf("locate the snapshot CRDs: go list -m: %w", err)
+	}
+	dir := filepath.Join(strings.TrimSpace(string(out)), "config", "crd")
+	if _, err := os.Stat(filepath.Join(dir, "kustomization.yaml")); err != nil {
+		return "", fmt.Errorf("snapshot CRDs: %w", err)
+	}
+	return dir, nil
+}
