@@ -25,8 +25,9 @@ run: build ## Build and run the driver on a socket and data dir under RUN_DIR (d
 	exec $(BIN) --endpoint "unix://$$dir/csi.sock" --data-dir "$$dir/data" --node-id "$$(hostname)" --v=2
 
 .PHONY: test
-test: ## Run every test (unit, sanity, crash, hostile input) with -race; needs root for real mounts.
+test: ## Run every test (unit, sanity, crash, hostile input, then the cluster end-to-end tests of `make e2e`) with -race; needs root.
 	go test -race -count=1 -timeout 30m ./...
+	$(MAKE) e2e
 
 .PHONY: sanity
 sanity: ## Run the csi-test sanity suite in-process.
@@ -51,6 +52,26 @@ lint: ## gofmt, go vet and golangci-lint.
 .PHONY: image
 image: ## Build the container image (needs a container engine).
 	docker build --build-arg VERSION=$(VERSION) -t $(IMAGE) .
+
+# --- Cluster end-to-end tests (test/e2e, a Go module of its own) -------------
+# Without E2E_KUBECONFIG they build etcd, kube-apiserver, kube-controller-manager,
+# kube-scheduler and the CSI sidecars from the Go module proxy (once: cached in
+# ${DIRVOL_E2E_CACHE:-~/.cache/dirvol-e2e}; a cold build takes ~20 min on 2
+# cores) and start a local control plane with kubelet-less nodes. As non-root
+# the tests skip, so the build is skipped too. See test/e2e/README.md.
+E2E_TIMEOUT ?= 60m
+E2E_PREBUILD = if [ -z "$$E2E_KUBECONFIG" ] && [ "$$(id -u)" = 0 ]; then (cd test/e2e && go run ./cmd/e2e-binaries >/dev/null); fi
+
+.PHONY: e2e
+e2e: ## Cluster end-to-end tests: local control plane (root), or the cluster of E2E_KUBECONFIG.
+	@$(E2E_PREBUILD)
+	cd test/e2e && go test -race -count=1 -timeout $(E2E_TIMEOUT) ./...
+
+.PHONY: bench-e2e
+bench-e2e: ## Print figures: 100 PVCs with pods to all Bound and to all deleted, on 1-node and 2-node local clusters.
+	@$(E2E_PREBUILD)
+	cd test/e2e && go test -run '^$$' -bench . -benchtime 1x -timeout $(E2E_TIMEOUT) ./bench/
+# --- end of cluster end-to-end tests -----------------------------------------
 
 .PHONY: clean
 clean: ## Remove build output.

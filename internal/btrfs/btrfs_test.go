@@ -12,6 +12,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// openDir opens directory p for the test. The root directory's descriptor
+// may stay open; descriptors inside subvolumes must be closed (closeFD)
+// before those are deleted, or btrfs cannot drop them.
 func openDir(t *testing.T, p string) int {
 	t.Helper()
 	fd, err := unix.Open(p, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
@@ -22,13 +25,48 @@ func openDir(t *testing.T, p string) int {
 	return fd
 }
 
-func mustID(t *testing.T, p string) uint64 {
+// withDir calls fn with directory p open, and closes it afterwards.
+func withDir(t *testing.T, p string, fn func(fd int)) {
 	t.Helper()
-	id, err := SubvolumeID(openDir(t, p))
+	fd, err := unix.Open(p, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer unix.Close(fd)
+	fn(fd)
+}
+
+func mustID(t *testing.T, p string) uint64 {
+	t.Helper()
+	var id uint64
+	withDir(t, p, func(fd int) {
+		var err error
+		if id, err = SubvolumeID(fd); err != nil {
+			t.Fatal(err)
+		}
+	})
 	return id
+}
+
+func isSubvolume(t *testing.T, p string) bool {
+	t.Helper()
+	var ok bool
+	withDir(t, p, func(fd int) {
+		var err error
+		if ok, err = IsSubvolume(fd); err != nil {
+			t.Fatal(err)
+		}
+	})
+	return ok
+}
+
+func snapshot(t *testing.T, src, dir, name string, readOnly bool) error {
+	t.Helper()
+	var err error
+	withDir(t, src, func(sfd int) {
+		withDir(t, dir, func(dfd int) { err = Snapshot(sfd, dfd, name, readOnly) })
+	})
+	return err
 }
 
 func syncFS(t *testing.T, fd int) {
@@ -53,14 +91,14 @@ func TestSubvolumeQuotaSnapshotDelete(t *testing.T) {
 		t.Fatalf("second CreateSubvolume = %v, want EEXIST", err)
 	}
 	vol := filepath.Join(mnt, "vol")
-	if ok, err := IsSubvolume(openDir(t, vol)); !ok || err != nil {
-		t.Fatalf("IsSubvolume(vol) = %v, %v", ok, err)
+	if !isSubvolume(t, vol) {
+		t.Fatal("IsSubvolume(vol) = false")
 	}
 	if err := os.Mkdir(filepath.Join(mnt, "plain"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if ok, err := IsSubvolume(openDir(t, filepath.Join(mnt, "plain"))); ok || err != nil {
-		t.Fatalf("IsSubvolume(plain) = %v, %v", ok, err)
+	if isSubvolume(t, filepath.Join(mnt, "plain")) {
+		t.Fatal("IsSubvolume(plain) = true")
 	}
 	id := mustID(t, vol)
 	if id < 256 {
@@ -93,10 +131,12 @@ func TestSubvolumeQuotaSnapshotDelete(t *testing.T) {
 
 	// A nested subvolume and a read-only snapshot inside the volume, as a
 	// workload could make them.
-	if err := CreateSubvolume(openDir(t, vol), "nested"); err != nil {
-		t.Fatal(err)
-	}
-	if err := Snapshot(openDir(t, filepath.Join(vol, "nested")), openDir(t, vol), "nested-ro", true); err != nil {
+	withDir(t, vol, func(fd int) {
+		if err := CreateSubvolume(fd, "nested"); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if err := snapshot(t, filepath.Join(vol, "nested"), vol, "nested-ro", true); err != nil {
 		t.Fatal(err)
 	}
 	kids, err := ChildSubvolumes(root, id)
@@ -108,10 +148,10 @@ func TestSubvolumeQuotaSnapshotDelete(t *testing.T) {
 	if err := os.Mkdir(snapDir, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	if err := Snapshot(openDir(t, vol), openDir(t, snapDir), "s1", true); err != nil {
+	if err := snapshot(t, vol, snapDir, "s1", true); err != nil {
 		t.Fatal(err)
 	}
-	if err := Snapshot(openDir(t, vol), openDir(t, snapDir), "s1", true); !errors.Is(err, unix.EEXIST) {
+	if err := snapshot(t, vol, snapDir, "s1", true); !errors.Is(err, unix.EEXIST) {
 		t.Fatalf("second Snapshot = %v, want EEXIST", err)
 	}
 	if err := os.WriteFile(filepath.Join(snapDir, "s1", "g"), nil, 0o644); !errors.Is(err, unix.EROFS) {

@@ -32,6 +32,17 @@ func SetLimit(fd int, id, bytes uint64) error {
 	return nil
 }
 
+// ClearLimit removes the referenced-bytes limit of subvolume id's quota
+// group.
+func ClearLimit(fd int, id uint64) error {
+	// The kernel reads a limit of all ones as "no limit".
+	args := &qgroupLimitArgs{qgroupID: id, flags: qgroupLimitMaxRfr, maxRfer: math.MaxUint64}
+	if err := ioctl(fd, iocQgroupLimit, unsafe.Pointer(args)); err != nil {
+		return fmt.Errorf("clear quota limit of subvolume %d: %w", id, err)
+	}
+	return nil
+}
+
 // Limit returns the referenced-bytes limit of subvolume id's quota group;
 // ok is false when none is set.
 func Limit(fd int, id uint64) (bytes uint64, ok bool, err error) {

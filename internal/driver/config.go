@@ -29,9 +29,13 @@ type Config struct {
 	// NodeID identifies this node; volumes made here carry it as topology.
 	NodeID string
 	// DataDir holds the catalog and is the root of the pool named
-	// "default".
+	// "default" unless Pools names one; image pools are mounted under
+	// DataDir/pools unless their spec says where.
 	DataDir string
-	// Pools are extra pools beside the default one.
+	// Pools are the pools beside the default one; a pool named "default"
+	// here replaces the one rooted at DataDir (so that it can be an image
+	// pool, for example). Validate fills in the mount point of image pools
+	// that name none.
 	Pools pool.Specs
 	// MaxVolumes is reported by NodeGetInfo; 0 means no limit.
 	MaxVolumes int64
@@ -48,8 +52,10 @@ func (c *Config) AddFlags(fs *flag.FlagSet) {
 	c.Server.AddFlags(fs)
 	fs.StringVar(&c.DriverName, "driver-name", DefaultDriverName, "CSI driver name.")
 	fs.StringVar(&c.NodeID, "node-id", c.NodeID, "This node's ID (default: the hostname).")
-	fs.StringVar(&c.DataDir, "data-dir", "/var/lib/dirvol", "Directory for the catalog; also the root of the pool named \"default\".")
-	fs.Var(&c.Pools, "pool", "Extra pool as name=NAME,path=DIR (repeatable).")
+	fs.StringVar(&c.DataDir, "data-dir", "/var/lib/dirvol", "Directory for the catalog; also the root of the pool named \"default\" unless --pool gives one.")
+	fs.Var(&c.Pools, "pool", "A pool (repeatable): name=NAME,path=DIR[,backend=dir|btrfs] (backend detected when omitted: btrfs on btrfs, else dir), "+
+		"or an image-backed btrfs pool name=NAME,image=FILE,size=SIZE[,path=MOUNTPOINT] (mounted at <data-dir>/pools/NAME by default). "+
+		"A pool named \"default\" replaces the one rooted at --data-dir.")
 	fs.Int64Var(&c.MaxVolumes, "max-volumes", 0, "Most volumes this node accepts, reported by NodeGetInfo; 0 means no limit.")
 	fs.Int64Var(&c.DefaultVolumeBytes, "default-volume-bytes", 1<<30, "Size of a volume whose request names none.")
 	fs.DurationVar(&c.UsageRefresh, "usage-refresh", time.Minute, "How often volume usage is measured for GetCapacity.")
@@ -74,12 +80,48 @@ func (c *Config) Validate() error {
 	case c.UsageRefresh <= 0:
 		return fmt.Errorf("--usage-refresh %s must be positive", c.UsageRefresh)
 	}
-	return pool.ValidateSpecs(c.poolSpecs())
+	for i := range c.Pools {
+		if c.Pools[i].Image != "" && c.Pools[i].Path == "" {
+			c.Pools[i].Path = filepath.Join(filepath.Clean(c.DataDir), poolsDir, c.Pools[i].Name)
+		}
+	}
+	specs := c.poolSpecs()
+	if err := pool.ValidateSpecs(specs); err != nil {
+		return err
+	}
+	catalog := c.catalogDir()
+	for _, sp := range specs {
+		if sp.Overlaps(catalog) {
+			return fmt.Errorf("pool %q (%s) overlaps the catalog %s; give the pool its own directory", sp.Name, sp.Path, catalog)
+		}
+	}
+	return nil
 }
 
-// defaultPool is the name of the pool rooted at DataDir.
+// defaultPool is the name of the pool rooted at DataDir unless Pools has
+// one of that name.
 const defaultPool = "default"
 
+// poolsDir, under DataDir, holds the mount points of image pools whose
+// spec names none.
+const poolsDir = "pools"
+
+func (c *Config) catalogDir() string { return filepath.Join(c.DataDir, "catalog") }
+
+// poolSpecs lists every pool: Pools, and the default pool rooted at DataDir
+// when Pools has none named "default". A pool rooted at DataDir shares that
+// directory with the catalog and the mount points of image pools.
 func (c *Config) poolSpecs() []pool.Spec {
-	return append([]pool.Spec{{Name: defaultPool, Path: filepath.Clean(c.DataDir)}}, c.Pools...)
+	dataDir := filepath.Clean(c.DataDir)
+	specs := make([]pool.Spec, 0, len(c.Pools)+1)
+	hasDefault := false
+	for _, sp := range c.Pools {
+		hasDefault = hasDefault || sp.Name == defaultPool
+		sp.Shared = sp.Path == dataDir
+		specs = append(specs, sp)
+	}
+	if !hasDefault {
+		specs = append([]pool.Spec{{Name: defaultPool, Path: dataDir, Shared: true}}, specs...)
+	}
+	return specs
 }

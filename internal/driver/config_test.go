@@ -1,6 +1,8 @@
 package driver
 
 import (
+	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -32,12 +34,27 @@ func TestConfigValidate(t *testing.T) {
 		{"negative max volumes", func(c *Config) { c.MaxVolumes = -1 }, "--max-volumes"},
 		{"zero default size", func(c *Config) { c.DefaultVolumeBytes = 0 }, "--default-volume-bytes"},
 		{"bad endpoint", func(c *Config) { c.Server.Endpoint = "http://x" }, "endpoint"},
-		{"pool inside the data dir", func(c *Config) {
-			c.Pools = pool.Specs{{Name: "x", Path: c.DataDir + "/x"}}
+		{"pool inside the data dir's volumes", func(c *Config) {
+			c.Pools = pool.Specs{{Name: "x", Path: c.DataDir + "/volumes/x"}}
 		}, "overlap"},
-		{"pool named default", func(c *Config) {
+		{"pool beside the data dir's managed directories", func(c *Config) {
+			c.Pools = pool.Specs{{Name: "x", Path: c.DataDir + "/x"}}
+		}, ""},
+		{"pool holding the catalog", func(c *Config) {
+			c.Pools = pool.Specs{{Name: "default", Path: c.DataDir + "/catalog"}}
+		}, "catalog"},
+		{"pool named default replaces the data dir's", func(c *Config) {
 			c.Pools = pool.Specs{{Name: "default", Path: "/elsewhere"}}
+		}, ""},
+		{"pool named default twice", func(c *Config) {
+			c.Pools = pool.Specs{{Name: "default", Path: "/elsewhere"}, {Name: "default", Path: "/other"}}
 		}, "twice"},
+		{"image pool under the data dir", func(c *Config) {
+			c.Pools = pool.Specs{{Name: "img", Image: c.DataDir + "/images/img.img", Size: 1 << 30}}
+		}, ""},
+		{"image pool mounted in the data dir's volumes", func(c *Config) {
+			c.Pools = pool.Specs{{Name: "img", Image: "/i/img.img", Size: 1 << 30, Path: c.DataDir + "/volumes/img"}}
+		}, "overlap"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -51,6 +68,33 @@ func TestConfigValidate(t *testing.T) {
 				t.Fatalf("Validate = %v, want an error naming %q", err, tc.want)
 			}
 		})
+	}
+}
+
+func TestPoolSpecs(t *testing.T) {
+	c := validConfig(t)
+	c.Pools = pool.Specs{{Name: "img", Image: "/i/img.img", Size: 1 << 30}, {Name: "fast", Path: "/mnt/fast"}}
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	want := []pool.Spec{
+		{Name: "default", Path: c.DataDir, Shared: true},
+		{Name: "img", Image: "/i/img.img", Size: 1 << 30, Path: filepath.Join(c.DataDir, "pools", "img")},
+		{Name: "fast", Path: "/mnt/fast"},
+	}
+	if got := c.poolSpecs(); !reflect.DeepEqual(got, want) {
+		t.Errorf("poolSpecs = %+v\nwant %+v", got, want)
+	}
+
+	// A pool named default, here an image pool, replaces the one rooted
+	// at the data dir.
+	c.Pools = pool.Specs{{Name: "default", Image: "/i/default.img", Size: 1 << 30}}
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	want = []pool.Spec{{Name: "default", Image: "/i/default.img", Size: 1 << 30, Path: filepath.Join(c.DataDir, "pools", "default")}}
+	if got := c.poolSpecs(); !reflect.DeepEqual(got, want) {
+		t.Errorf("poolSpecs = %+v\nwant %+v", got, want)
 	}
 }
 

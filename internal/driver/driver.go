@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
@@ -21,6 +20,7 @@ import (
 	"golang.org/x/sync/errgroup"
 	"k8s.io/klog/v2"
 	mount "k8s.io/mount-utils"
+	utilexec "k8s.io/utils/exec"
 )
 
 // Driver is a configured dirvol process, ready to Run.
@@ -54,15 +54,15 @@ func New(ctx context.Context, cfg Config, mounter mount.Interface) (*Driver, err
 func build(ctx context.Context, cfg Config, mounter mount.Interface) (*Driver, error) {
 	logger := klog.FromContext(ctx)
 	// The catalog is read by Recover, in Run, once the endpoint is up.
-	cat := catalog.New(filepath.Join(cfg.DataDir, "catalog"))
+	cat := catalog.New(cfg.catalogDir())
 	pools := make(map[string]pool.Pool)
+	deps := pool.Deps{Mounter: mounter, Exec: utilexec.New()}
 	for _, spec := range cfg.poolSpecs() {
-		p, err := pool.NewDir(spec.Name, spec.Path)
+		p, err := pool.Open(ctx, spec, deps)
 		if err != nil {
 			return nil, err
 		}
-		logger.Info("Pool ready", "pool", spec.Name, "path", spec.Path, "backend", p.Backend(),
-			"sizesEnforced", p.EnforcesSize(), "note", "dir pools reserve sizes for capacity reporting but do not enforce them")
+		logPool(logger, spec, p)
 		pools[spec.Name] = p
 	}
 	vols, err := volume.New(cat, pools, defaultPool, cfg.DefaultVolumeBytes, time.Now)
@@ -101,6 +101,21 @@ func build(ctx context.Context, cfg Config, mounter mount.Interface) (*Driver, e
 	csi.RegisterControllerServer(srv, ctrl)
 	csi.RegisterNodeServer(srv, nodeSrv)
 	return &Driver{cfg: cfg, vols: vols, node: nodeSrv, srv: srv}, nil
+}
+
+// logPool says where the pool is, which backend serves it and whether it
+// enforces sizes, so that an operator sees at start what a PVC's size means.
+func logPool(logger klog.Logger, spec pool.Spec, p pool.Pool) {
+	kv := []any{"pool", spec.Name, "path", p.Root(), "backend", p.Backend(), "sizesEnforced", p.EnforcesSize()}
+	if spec.Image != "" {
+		kv = append(kv, "image", spec.Image, "imageBytes", spec.Size)
+	}
+	if p.EnforcesSize() {
+		kv = append(kv, "note", "a write past a volume's size fails (btrfs quota group limits)")
+	} else {
+		kv = append(kv, "note", "sizes are reserved for capacity reporting, not enforced: a volume can outgrow its size")
+	}
+	logger.Info("Pool ready", kv...)
 }
 
 // Run serves until ctx is cancelled. The catalog is recovered while the

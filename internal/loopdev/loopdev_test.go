@@ -7,9 +7,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -38,6 +40,14 @@ func runTests(m *testing.M) int {
 	code := m.Run()
 	if os.Geteuid() != 0 {
 		return code
+	}
+	// A detach the kernel deferred completes at the close of whoever had
+	// the device open; give it a moment.
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		left, err := under(root)
+		if err != nil || !slices.ContainsFunc(left, func(d Device) bool { return d.Autoclear }) {
+			break
+		}
 	}
 	left, err := under(root)
 	if err != nil {
@@ -101,12 +111,33 @@ func attach(t *testing.T, l *Loops, file string, opts Options) Device {
 	if err != nil {
 		t.Fatalf("Attach(%s): %v", file, err)
 	}
-	t.Cleanup(func() {
-		if err := l.Detach(d.Path); err != nil {
-			t.Errorf("cleanup: %v", err)
-		}
-	})
+	t.Cleanup(func() { detach(t, l, d.Path) })
 	return d
+}
+
+// detach detaches the device at path and waits until it is gone. Another
+// program scanning loop devices (losetup, mount -o loop, in tests of other
+// packages running meanwhile) may hold it open for a moment, which defers
+// the detach to its close.
+func detach(t *testing.T, l *Loops, path string) {
+	t.Helper()
+	err := l.Detach(path)
+	if err != nil && !errors.Is(err, ErrDeferred) {
+		t.Errorf("Detach(%s): %v", path, err)
+		return
+	}
+	waitGone(t, path)
+}
+
+// waitGone waits until the device at path is detached, 10s at most.
+func waitGone(t *testing.T, path string) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); bound(filepath.Base(path)); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Errorf("%s is still attached 10s after it was detached", path)
+			return
+		}
+	}
 }
 
 func paths(ds []Device) []string {
@@ -163,9 +194,7 @@ func TestAttachFindDetach(t *testing.T) {
 		t.Fatalf("file does not hold what was written to %s (%v)", d.Path, err)
 	}
 
-	if err := l.Detach(d.Path); err != nil {
-		t.Fatalf("Detach: %v", err)
-	}
+	detach(t, l, d.Path)
 	if found, err := l.Find(file); err != nil || len(found) != 0 {
 		t.Fatalf("Find after Detach = %v, %v; want none", paths(found), err)
 	}
@@ -302,6 +331,7 @@ func TestDetachOpenIsDeferred(t *testing.T) {
 		t.Errorf("Detach of an open device = %v, want ErrDeferred", err)
 	}
 	f.Close()
+	waitGone(t, d.Path)
 	if found, err := l.Find(file); err != nil || len(found) != 0 {
 		t.Fatalf("after the last close: %v, %v; want detached", paths(found), err)
 	}
@@ -369,9 +399,7 @@ func TestAttachConcurrent(t *testing.T) {
 	}
 	t.Cleanup(func() {
 		for dev := range devs {
-			if err := l.Detach(dev); err != nil {
-				t.Errorf("cleanup: %v", err)
-			}
+			detach(t, l, dev)
 		}
 	})
 	losetup, lerr := exec.LookPath("losetup")

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
+	"github.com/dirvol/dirvol/pkg/pool"
 	"github.com/dirvol/dirvol/pkg/topology"
 	"google.golang.org/grpc/codes"
 )
@@ -113,14 +114,17 @@ func TestVolumeHealth(t *testing.T) {
 }
 
 func TestGetCapacity(t *testing.T) {
-	e := newEnv(t)
+	const free = 100 << 20
+	e := newEnvWith(t, func(p pool.Pool) pool.Pool {
+		return fixedStat{Pool: p, fs: pool.FS{AvailableBytes: free, TotalBytes: 200 << 20}}
+	})
 	ctx := context.Background()
 	before, err := e.srv.GetCapacity(ctx, &csi.GetCapacityRequest{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if before.GetAvailableCapacity() <= 0 || before.GetMaximumVolumeSize().GetValue() != before.GetAvailableCapacity() {
-		t.Fatalf("capacity = %v", before)
+	if before.GetAvailableCapacity() != free || before.GetMaximumVolumeSize().GetValue() != free {
+		t.Fatalf("capacity = %v, want %d available and as maximum volume size", before, free)
 	}
 	// A 1 MiB volume that has written nothing is promised in full.
 	e.create(t, "pv-cap", nil)
@@ -128,8 +132,18 @@ func TestGetCapacity(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if drop := before.GetAvailableCapacity() - after.GetAvailableCapacity(); drop < 1<<20 {
-		t.Fatalf("capacity dropped by %d after promising 1Mi", drop)
+	if want := int64(free - 1<<20); after.GetAvailableCapacity() != want || after.GetMaximumVolumeSize().GetValue() != want {
+		t.Fatalf("capacity after promising 1Mi = %v, want %d", after, want)
+	}
+	// The maximum volume size is what CreateVolume accepts.
+	big := createReq("pv-max", nil)
+	big.CapacityRange.RequiredBytes = after.GetMaximumVolumeSize().GetValue() + 1
+	_, err = e.srv.CreateVolume(ctx, big)
+	wantCode(t, err, codes.ResourceExhausted)
+	wantMessage(t, err, "can promise 99Mi", "filesystem free 100Mi")
+	big.CapacityRange.RequiredBytes--
+	if _, err := e.srv.CreateVolume(ctx, big); err != nil {
+		t.Fatalf("CreateVolume of the maximum volume size: %v", err)
 	}
 	other, err := e.srv.GetCapacity(ctx, &csi.GetCapacityRequest{AccessibleTopology: topology.ForNode("node-b")})
 	if err != nil || other.GetAvailableCapacity() != 0 {

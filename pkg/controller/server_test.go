@@ -28,6 +28,21 @@ type testEnv struct {
 
 func newEnv(t *testing.T) *testEnv {
 	t.Helper()
+	return newEnvWith(t, func(p pool.Pool) pool.Pool { return p })
+}
+
+// fixedStat reports a fixed filesystem, so that capacity figures do not move
+// with whatever else writes to the machine's disk.
+type fixedStat struct {
+	pool.Pool
+	fs pool.FS
+}
+
+func (p fixedStat) Stat() (pool.FS, error) { return p.fs, nil }
+
+// newEnvWith is newEnv with each pool passed through wrap.
+func newEnvWith(t *testing.T, wrap func(pool.Pool) pool.Pool) *testEnv {
+	t.Helper()
 	root := t.TempDir()
 	cat, problems, err := catalog.Open(filepath.Join(root, "catalog"))
 	if err != nil || len(problems) > 0 {
@@ -39,7 +54,7 @@ func newEnv(t *testing.T) *testEnv {
 		if err != nil {
 			t.Fatal(err)
 		}
-		pools[name] = p
+		pools[name] = wrap(p)
 	}
 	vols, err := volume.New(cat, pools, "default", 1<<20, time.Now)
 	if err != nil {

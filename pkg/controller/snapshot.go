@@ -5,6 +5,7 @@ import (
 	"errors"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
+	"github.com/dirvol/dirvol/pkg/topology"
 	"github.com/dirvol/dirvol/pkg/volume"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -23,6 +24,14 @@ func (s *Server) CreateSnapshot(ctx context.Context, req *csi.CreateSnapshotRequ
 		return nil, err
 	}
 	name, src := req.GetName(), req.GetSourceVolumeId()
+	if r := req.GetAccessibilityRequirements(); r != nil && !topology.Allows(r, s.cfg.NodeID) {
+		// A snapshot, like its volume, is usable only on the node that
+		// holds it; CSI's code for "not with this topology" is
+		// ResourceExhausted.
+		return nil, status.Errorf(codes.ResourceExhausted,
+			"accessibility_requirements exclude node %q (%s=%s), the node that holds volume %.64q and would hold its snapshot",
+			s.cfg.NodeID, topology.NodeKey, s.cfg.NodeID, src)
+	}
 	if !s.snapNames.TryLock(name) {
 		return nil, status.Errorf(codes.Aborted, "an operation on snapshot name %q is already in progress", name)
 	}

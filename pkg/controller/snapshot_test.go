@@ -13,6 +13,7 @@ import (
 	"github.com/container-storage-interface/spec/lib/go/csi"
 	"github.com/dirvol/dirvol/pkg/catalog"
 	"github.com/dirvol/dirvol/pkg/pool"
+	"github.com/dirvol/dirvol/pkg/topology"
 	"github.com/dirvol/dirvol/pkg/volume"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -148,6 +149,16 @@ func TestCreateSnapshot(t *testing.T) {
 		{"malformed volume ID", func(t *testing.T, e *testEnv, vol string) (*csi.CreateSnapshotResponse, error) {
 			return e.srv.CreateSnapshot(context.Background(), snapReq("snap-1", "../../etc"))
 		}, codes.NotFound, []string{`../../etc`}},
+		{"topology of this node", func(t *testing.T, e *testEnv, vol string) (*csi.CreateSnapshotResponse, error) {
+			r := snapReq("snap-1", vol)
+			r.AccessibilityRequirements = &csi.TopologyRequirement{Requisite: []*csi.Topology{topology.ForNode(testNode)}}
+			return e.srv.CreateSnapshot(context.Background(), r)
+		}, codes.OK, nil},
+		{"topology excluding this node", func(t *testing.T, e *testEnv, vol string) (*csi.CreateSnapshotResponse, error) {
+			r := snapReq("snap-1", vol)
+			r.AccessibilityRequirements = &csi.TopologyRequirement{Requisite: []*csi.Topology{topology.ForNode("node-b")}}
+			return e.srv.CreateSnapshot(context.Background(), r)
+		}, codes.ResourceExhausted, []string{`"node-a"`}},
 		{"name being created", func(t *testing.T, e *testEnv, vol string) (*csi.CreateSnapshotResponse, error) {
 			e.srv.snapNames.TryLock("snap-1")
 			return e.srv.CreateSnapshot(context.Background(), snapReq("snap-1", vol))

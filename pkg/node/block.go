@@ -70,31 +70,31 @@ func (s *Server) publishBlock(ctx context.Context, req *csi.NodePublishVolumeReq
 		return toStatus(fmt.Errorf("find the loop devices of volume %s: %w", id, err))
 	}
 
-	at, isLoop, err := s.loops.At(target)
-	if err != nil {
-		return toStatus(fmt.Errorf("check what is at target %s: %w", target, err))
+	// Published here already? Only a mount point is asked what device it
+	// is: a symbolic link to a device node is not a publish.
+	mounted, err := s.mounter.IsMountPoint(target)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return toStatus(fmt.Errorf("check whether %s is a mount point: %w", target, err))
 	}
-	if isLoop {
-		if !slices.ContainsFunc(devs, func(d loopdev.Device) bool { return d.Path == at.Path }) {
+	if mounted {
+		at, isLoop, err := s.loops.At(target)
+		switch {
+		case err != nil:
+			return toStatus(fmt.Errorf("check what is mounted at target %s: %w", target, err))
+		case !isLoop:
+			return status.Errorf(codes.FailedPrecondition,
+				"something else is mounted at target %s; unpublish it before publishing volume %s there", target, id)
+		case !slices.ContainsFunc(devs, func(d loopdev.Device) bool { return d.Path == at.Path }):
 			return status.Errorf(codes.FailedPrecondition,
 				"target %s holds loop device %s of %s, not volume %s; unpublish it before publishing volume %s there",
 				target, at.Path, at.BackingFile, id, id)
-		}
-		if at.ReadOnly != ro {
+		case at.ReadOnly != ro:
 			return status.Errorf(codes.AlreadyExists,
 				"volume %s is already published at %s %s, and this request asks for %s; unpublish it first",
 				id, target, accessWord(at.ReadOnly), accessWord(ro))
 		}
 		logger.V(4).Info("Volume already published", "volumeID", id, "targetPath", target, "device", at.Path, "readOnly", ro)
 		return nil
-	}
-	switch mounted, err := s.mounter.IsMountPoint(target); {
-	case errors.Is(err, fs.ErrNotExist):
-	case err != nil:
-		return toStatus(fmt.Errorf("check whether %s is a mount point: %w", target, err))
-	case mounted:
-		return status.Errorf(codes.FailedPrecondition,
-			"something else is mounted at target %s; unpublish it before publishing volume %s there", target, id)
 	}
 	if mode := req.GetVolumeCapability().GetAccessMode().GetMode(); mode == csi.VolumeCapability_AccessMode_SINGLE_NODE_SINGLE_WRITER {
 		refs, err := s.deviceRefs(devs)
@@ -262,13 +262,15 @@ func (s *Server) releaseBlock(ctx context.Context, id, file string, atTarget *lo
 // releaseDevice detaches d when no mount uses it and its backing file is in
 // one of the pools, and reports whether it did (or the kernel will, at the
 // device's last close). Bind mounts of the device node do not hold the
-// device open, so they are counted in the mount table. The caller holds
-// the lock of the volume that owns d, when one does.
+// device open, so they are counted in the mount table (in it, a bind mount
+// of /dev/loopN is devtmpfs with root /loopN); a filesystem mounted from
+// the device, or another driver on it, makes Detach answer ErrBusy. The
+// caller holds the lock of the volume that owns d, when one does.
 func (s *Server) releaseDevice(d loopdev.Device) (bool, error) {
 	if !s.inPool(d.BackingFile) {
 		return false, nil
 	}
-	refs, err := s.mounter.GetMountRefs(d.Path)
+	refs, err := s.loops.BindMounts(d.Path)
 	if err != nil {
 		return false, fmt.Errorf("find the mounts of %s: %w", d.Path, err)
 	}
@@ -285,7 +287,7 @@ func (s *Server) releaseDevice(d loopdev.Device) (bool, error) {
 func (s *Server) deviceRefs(devs []loopdev.Device) ([]string, error) {
 	var refs []string
 	for _, d := range devs {
-		r, err := s.mounter.GetMountRefs(d.Path)
+		r, err := s.loops.BindMounts(d.Path)
 		if err != nil {
 			return nil, err
 		}
@@ -310,7 +312,7 @@ func (s *Server) blockPublishedAt(v volume.Volume, path string) (loopdev.Device,
 	}
 	path = canonical(path)
 	for _, d := range devs {
-		refs, err := s.mounter.GetMountRefs(d.Path)
+		refs, err := s.loops.BindMounts(d.Path)
 		if err != nil {
 			return loopdev.Device{}, false, err
 		}
@@ -333,4 +335,22 @@ func (s *Server) inPool(file string) bool {
 		}
 	}
 	return false
+}
+
+// deviceAt returns the loop device mounted at target, if target is a mount
+// point and what is mounted there is a loop device node.
+func (s *Server) deviceAt(target string) (*loopdev.Device, error) {
+	mounted, err := s.mounter.IsMountPoint(target)
+	if err != nil || !mounted {
+		// An error is CleanupMountPoint's to report.
+		return nil, nil
+	}
+	d, isLoop, err := s.loops.At(target)
+	if err != nil {
+		return nil, toStatus(fmt.Errorf("check what is mounted at target %s: %w", target, err))
+	}
+	if !isLoop {
+		return nil, nil
+	}
+	return &d, nil
 }

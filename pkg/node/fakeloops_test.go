@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"slices"
 	"sort"
 	"sync"
@@ -173,7 +172,7 @@ func (f *fakeLoops) attached(dir string) []string {
 	defer f.mu.Unlock()
 	var out []string
 	for _, d := range f.sorted() {
-		if mount.PathWithinBase(d.dev.BackingFile, dir) || filepath.Dir(d.dev.BackingFile) == dir {
+		if mount.PathWithinBase(d.dev.BackingFile, dir) {
 			out = append(out, d.dev.Path)
 		}
 	}
@@ -193,4 +192,18 @@ func (f *fakeLoops) sorted() []*fakeDevice {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].dev.Path < out[j].dev.Path })
 	return slices.Clip(out)
+}
+
+func (f *fakeLoops) BindMounts(path string) ([]string, error) {
+	mps, err := f.mounter.List()
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, mp := range mps {
+		if mp.Device == path {
+			out = append(out, mp.Path)
+		}
+	}
+	return out, nil
 }

@@ -11,7 +11,6 @@ import (
 	"syscall"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
-	"github.com/dirvol/dirvol/internal/loopdev"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"k8s.io/klog/v2"
@@ -133,16 +132,12 @@ func (s *Server) NodeUnpublishVolume(ctx context.Context, req *csi.NodeUnpublish
 
 	// Which loop device is mounted at the target must be read before the
 	// mount goes.
-	dev, isLoop, err := s.loops.At(target)
+	atTarget, err := s.deviceAt(target)
 	if err != nil {
-		return nil, toStatus(fmt.Errorf("check what is at target %s: %w", target, err))
-	}
-	var atTarget *loopdev.Device
-	if isLoop {
-		atTarget = &dev
+		return nil, err
 	}
 	file, block := s.blockFile(id)
-	if block || isLoop {
+	if block || atTarget != nil {
 		unlockVolume, err := s.lockVolume(id)
 		if err != nil {
 			return nil, err

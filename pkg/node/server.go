@@ -67,6 +67,9 @@ type loopDevices interface {
 	Refresh(path string) (int64, error)
 	Size(path string) (int64, error)
 	Detach(path string) error
+	// BindMounts lists where a device node is bind-mounted, from the
+	// mount table.
+	BindMounts(path string) ([]string, error)
 }
 
 // Server implements csi.NodeServer over a volume.Manager, a mounter and the

@@ -13,7 +13,7 @@ import (
 
 func TestLedger(t *testing.T) {
 	type step struct {
-		op        string // reserve, add, remove, setUsed
+		op        string // reserve, add, remove, setUsed, grow, setCapacity
 		id, pool  string
 		n         int64 // capacity or used
 		available int64
@@ -65,6 +65,24 @@ func TestLedger(t *testing.T) {
 			{op: "add", id: "a", pool: "p", n: 300, want: map[string]int64{"p": 300}},
 			{op: "add", id: "a", pool: "q", n: 50, want: map[string]int64{"p": 0, "q": 50}},
 		}},
+		{name: "grow counts only the extra bytes", steps: []step{
+			{op: "reserve", id: "a", pool: "p", n: 600, available: 1000, want: map[string]int64{"p": 600}},
+			{op: "grow", id: "a", pool: "p", n: 1001, available: 1000, wantErr: ErrNoSpace, want: map[string]int64{"p": 600}},
+			{op: "grow", id: "a", pool: "p", n: 1000, available: 1000, want: map[string]int64{"p": 1000}},
+			{op: "setCapacity", id: "a", n: 600, want: map[string]int64{"p": 600}},
+		}},
+		{name: "grow after writes", steps: []step{
+			{op: "reserve", id: "a", pool: "p", n: 500, available: 1000, want: map[string]int64{"p": 500}},
+			{op: "setUsed", id: "a", n: 800, want: map[string]int64{"p": 0}},
+			// Written past its size: growing to what is written promises nothing more.
+			{op: "grow", id: "a", pool: "p", n: 800, available: 0, want: map[string]int64{"p": 0}},
+			{op: "grow", id: "a", pool: "p", n: 900, available: 100, want: map[string]int64{"p": 100}},
+			{op: "grow", id: "a", pool: "p", n: 901, available: 100, wantErr: ErrNoSpace, want: map[string]int64{"p": 100}},
+		}},
+		{name: "grow of an untracked volume adds it", steps: []step{
+			{op: "grow", id: "a", pool: "p", n: 300, available: 1000, want: map[string]int64{"p": 300}},
+			{op: "setCapacity", id: "unknown", n: 5, want: map[string]int64{"p": 300}},
+		}},
 		{name: "reserve may overcommit nothing when the disk is over-promised", steps: []step{
 			{op: "add", id: "a", pool: "p", n: 2000, want: map[string]int64{"p": 2000}},
 			{op: "reserve", id: "b", pool: "p", n: 0, available: 1000, wantErr: ErrNoSpace, want: map[string]int64{"p": 2000}},
@@ -84,6 +102,10 @@ func TestLedger(t *testing.T) {
 					l.remove(s.id)
 				case "setUsed":
 					l.setUsed(s.id, s.n)
+				case "grow":
+					err = l.grow(s.id, s.pool, s.n, s.available)
+				case "setCapacity":
+					l.setCapacity(s.id, s.n)
 				}
 				if !errors.Is(err, s.wantErr) || (err != nil) != (s.wantErr != nil) {
 					t.Fatalf("step %d %s(%s): %v, want %v", i, s.op, s.id, err, s.wantErr)

@@ -1,8 +1,9 @@
 // Package crash kills the real dirvol binary with SIGKILL in the middle of
-// bursts of CreateVolume and DeleteVolume, restarts it on the same data dir
-// and checks the catalog invariants of the design: nothing the driver
-// acknowledged is lost, nothing whose delete it confirmed comes back, and no
-// half-made or half-deleted volume, record or directory is left behind.
+// bursts of CreateVolume, DeleteVolume, CreateSnapshot, DeleteSnapshot and
+// restores from snapshots, restarts it on the same data dir and checks the
+// catalog invariants of the design: nothing the driver acknowledged is
+// lost, nothing whose delete it confirmed comes back, and no half-made or
+// half-deleted volume, snapshot, record or directory is left behind.
 package crash
 
 import (
@@ -64,20 +65,26 @@ type vol struct {
 	owner        int
 	id           string
 	state        volState
+	// from is the snapshot a restored volume is made from.
+	from *snap
 }
 
 // model is the test's view of every volume, shared by the workers. Each
 // worker deletes only volumes it owns, so no two RPCs touch one volume.
 type model struct {
-	mu    sync.Mutex
-	vols  []*vol
-	live  [workers][]*vol
-	seq   int
-	stats stats
+	mu        sync.Mutex
+	vols      []*vol
+	live      [workers][]*vol
+	snaps     []*snap
+	liveSnaps [workers][]*snap
+	seq       int
+	stats     stats
 }
 
 type stats struct {
 	creates, createsOK, retries, deletes, deletesOK, kills int
+	restores, restoresOK                                   int
+	snaps, snapsOK, snapRetries, snapDeletes, snapDeletesOK int
 }
 
 // newVol registers a volume about to be created by worker w.
@@ -157,29 +164,57 @@ func (wl *workload) run(w int, rng *rand.Rand) {
 			return
 		default:
 		}
-		var ok bool
-		if v := wl.pickDelete(w, rng); v != nil {
-			ok = wl.delete(v)
-		} else {
-			ok = wl.create(wl.m.newVol(w, wl.round))
-		}
-		if !ok {
+		if !wl.step(w, rng) {
 			return
 		}
 	}
 }
 
-// pickDelete chooses, one time in three, one of worker w's live volumes to
-// delete; nil means create instead.
-func (wl *workload) pickDelete(w int, rng *rand.Rand) *vol {
-	if rng.IntN(3) != 0 {
-		return nil
+// step runs one operation of worker w, on its own volumes and snapshots
+// only: out of ten, three delete a volume, two snapshot one, one deletes a
+// snapshot, one restores a snapshot into a new volume, and the rest (or an
+// operation that finds nothing to work on) create a volume. Deleting a
+// volume leaves its snapshots live.
+func (wl *workload) step(w int, rng *rand.Rand) bool {
+	switch r := rng.IntN(10); {
+	case r < 3:
+		if v := wl.m.takeLive(w, rng); v != nil {
+			return wl.delete(v)
+		}
+	case r < 5:
+		if v := wl.m.pickLive(w, rng); v != nil {
+			return wl.createSnapshot(wl.m.newSnap(w, wl.round, v))
+		}
+	case r < 6:
+		if s := wl.m.pickLiveSnap(w, rng, true); s != nil {
+			return wl.deleteSnapshot(s)
+		}
+	case r < 7:
+		if s := wl.m.pickLiveSnap(w, rng, false); s != nil {
+			return wl.create(wl.m.newRestore(w, wl.round, s))
+		}
 	}
-	return wl.m.takeLive(w, rng)
+	return wl.create(wl.m.newVol(w, wl.round))
+}
+
+// newRestore registers a volume about to be restored from s by worker w.
+func (m *model) newRestore(w, round int, s *snap) *vol {
+	v := m.newVol(w, round)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	v.from = s
+	m.stats.restores++
+	return v
 }
 
 func createRequest(v *vol) *csi.CreateVolumeRequest {
+	var source *csi.VolumeContentSource
+	if v.from != nil {
+		source = &csi.VolumeContentSource{Type: &csi.VolumeContentSource_Snapshot{
+			Snapshot: &csi.VolumeContentSource_SnapshotSource{SnapshotId: v.from.id}}}
+	}
 	return &csi.CreateVolumeRequest{
+		VolumeContentSource: source,
 		Name:          v.name,
 		CapacityRange: &csi.CapacityRange{RequiredBytes: volumeSize},
 		VolumeCapabilities: []*csi.VolumeCapability{{
@@ -204,6 +239,15 @@ func (wl *workload) create(v *vol) bool {
 	}
 	if got := resp.GetVolume().GetCapacityBytes(); got != volumeSize {
 		wl.t.Errorf("CreateVolume %s (%s) returned capacity %d, want %d", v.name, id, got, volumeSize)
+	}
+	if v.from != nil {
+		// A restore starts with the snapshot's data: its source's ID.
+		if err := checkData(filepath.Join(wl.dataDir, "volumes", id), v.from.source); err != nil {
+			wl.t.Errorf("volume %s (%s) restored from snapshot %s: %v", v.name, id, v.from.id, err)
+		}
+		wl.m.mu.Lock()
+		wl.m.stats.restoresOK++
+		wl.m.mu.Unlock()
 	}
 	// The workload writes into its volume; this is the data the driver
 	// must never lose.
@@ -264,7 +308,7 @@ func TestCrashRecovery(t *testing.T) {
 	h.start()
 
 	m := &model{}
-	var rolledBack, finished int
+	var total recoveryCounts
 	for round := 1; round <= rounds; round++ {
 		seed := rand.Uint64()
 		rng := rand.New(rand.NewPCG(seed, uint64(round)))
@@ -274,16 +318,23 @@ func TestCrashRecovery(t *testing.T) {
 		burst(t, h, m, round, seed, delay)
 		h.start()
 		checkInvariants(t, h, m)
+		checkSnapshots(t, h, m)
 		resolveUncertain(t, h, m)
+		resolveUncertainSnapshots(t, h, m)
 		after := m.snapshotStats()
 		recovery := "recovery counts not found in the log"
-		if rb, fin, ok := h.recovered(); ok {
-			recovery = fmt.Sprintf("recovery rolled back %d creates and finished %d deletes", rb, fin)
-			rolledBack, finished = rolledBack+rb, finished+fin
+		if rc, ok := h.recovered(); ok {
+			recovery = fmt.Sprintf("recovery rolled back %d creates and %d snapshots, finished %d deletes and %d snapshot deletes",
+				rc.rolledBack, rc.rolledBackSnaps, rc.finished, rc.finishedSnaps)
+			total = total.add(rc)
 		}
-		t.Logf("round %d: seed %d, killed after %v; creates %d (%d acknowledged, %d cut off and retried), deletes %d (%d confirmed); %s",
+		t.Logf("round %d: seed %d, killed after %v; creates %d (%d acknowledged, %d cut off and retried; %d restores, %d acknowledged), "+
+			"deletes %d (%d confirmed); snapshots %d (%d acknowledged, %d retried), snapshot deletes %d (%d confirmed); %s",
 			round, seed, delay, after.creates-before.creates, after.createsOK-before.createsOK,
-			after.retries-before.retries, after.deletes-before.deletes, after.deletesOK-before.deletesOK, recovery)
+			after.retries-before.retries, after.restores-before.restores, after.restoresOK-before.restoresOK,
+			after.deletes-before.deletes, after.deletesOK-before.deletesOK,
+			after.snaps-before.snaps, after.snapsOK-before.snapsOK, after.snapRetries-before.snapRetries,
+			after.snapDeletes-before.snapDeletes, after.snapDeletesOK-before.snapDeletesOK, recovery)
 		if t.Failed() {
 			t.Fatalf("round %d (seed %d, kill after %v): invariants violated; see the errors above and the driver log below", round, seed, delay)
 		}
@@ -292,11 +343,20 @@ func TestCrashRecovery(t *testing.T) {
 	// the data dir, now holding every volume the rounds left, must be
 	// refused to a second driver.
 	checkInvariants(t, h, m)
+	checkSnapshots(t, h, m)
 	h.checkDataDirLock()
 	s := m.snapshotStats()
-	t.Logf("total: %d rounds, %d kills, %d creates (%d acknowledged, %d retried), %d deletes (%d confirmed), "+
-		"%d interrupted creates rolled back and %d interrupted deletes finished by recovery, %d volumes listed at the end",
-		rounds, s.kills, s.creates, s.createsOK, s.retries, s.deletes, s.deletesOK, rolledBack, finished, len(listVolumes(t, h)))
+	t.Logf("total: %d rounds, %d kills, %d creates (%d acknowledged, %d retried; %d restores, %d acknowledged), %d deletes (%d confirmed), "+
+		"%d snapshots (%d acknowledged, %d retried), %d snapshot deletes (%d confirmed); "+
+		"recovery rolled back %d interrupted creates and %d snapshots, finished %d interrupted deletes and %d snapshot deletes; "+
+		"%d volumes and %d snapshots listed at the end",
+		rounds, s.kills, s.creates, s.createsOK, s.retries, s.restores, s.restoresOK, s.deletes, s.deletesOK,
+		s.snaps, s.snapsOK, s.snapRetries, s.snapDeletes, s.snapDeletesOK,
+		total.rolledBack, total.rolledBackSnaps, total.finished, total.finishedSnaps,
+		len(listVolumes(t, h)), len(listSnapshots(t, h)))
+	if s.snapsOK == 0 || s.restoresOK == 0 || s.snapDeletesOK == 0 {
+		t.Errorf("the workload acknowledged %d snapshots, %d restores and %d snapshot deletes; want some of each", s.snapsOK, s.restoresOK, s.snapDeletesOK)
+	}
 }
 
 // burst runs the workers against the current driver process and kills it

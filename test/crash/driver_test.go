@@ -28,7 +28,18 @@ const (
 
 // recoveredPattern picks the counts out of the driver's end-of-recovery log
 // line, for the figures the test prints.
-var recoveredPattern = regexp.MustCompile(`"Volume catalog recovered".* rolledBackCreates=([0-9]+) finishedDeletes=([0-9]+)`)
+var recoveredPattern = regexp.MustCompile(`"Volume catalog recovered".* rolledBackCreates=([0-9]+) finishedDeletes=([0-9]+)` +
+	`.* rolledBackSnapshots=([0-9]+) finishedSnapshotDeletes=([0-9]+)`)
+
+// recoveryCounts is what one start's recovery finished or rolled back.
+type recoveryCounts struct {
+	rolledBack, finished, rolledBackSnaps, finishedSnaps int
+}
+
+func (a recoveryCounts) add(b recoveryCounts) recoveryCounts {
+	return recoveryCounts{a.rolledBack + b.rolledBack, a.finished + b.finished,
+		a.rolledBackSnaps + b.rolledBackSnaps, a.finishedSnaps + b.finishedSnaps}
+}
 
 // harness builds the dirvol binary once and runs it, one process at a time,
 // on one data dir.
@@ -229,26 +240,32 @@ func (h *harness) checkDataDirLock() {
 	h.waitReady()
 }
 
-// recovered returns how many interrupted creates and deletes the current
-// process rolled back or finished, as its log says; ok is false when the
-// line cannot be found. The line follows readiness closely, so it is waited
-// for briefly.
-func (h *harness) recovered() (rolledBack, finished int, ok bool) {
-	marker := fmt.Sprintf("===== dirvol start #%d =====", h.starts)
+// currentLog returns what the running process has logged so far.
+func (h *harness) currentLog() string {
+	data, err := os.ReadFile(h.logPath)
+	if err != nil {
+		return ""
+	}
+	log := string(data)
+	if i := strings.LastIndex(log, fmt.Sprintf("===== dirvol start #%d =====", h.starts)); i >= 0 {
+		return log[i:]
+	}
+	return ""
+}
+
+// recovered returns what the current process's recovery rolled back or
+// finished, as its log says; ok is false when the line cannot be found. The
+// line follows readiness closely, so it is waited for briefly.
+func (h *harness) recovered() (recoveryCounts, bool) {
 	for range 50 {
-		data, err := os.ReadFile(h.logPath)
-		if err != nil {
-			return 0, 0, false
-		}
-		log := string(data)
-		if i := strings.LastIndex(log, marker); i >= 0 {
-			if m := recoveredPattern.FindStringSubmatch(log[i:]); m != nil {
-				rolledBack, _ = strconv.Atoi(m[1])
-				finished, _ = strconv.Atoi(m[2])
-				return rolledBack, finished, true
+		if m := recoveredPattern.FindStringSubmatch(h.currentLog()); m != nil {
+			var n [4]int
+			for i := range n {
+				n[i], _ = strconv.Atoi(m[i+1])
 			}
+			return recoveryCounts{rolledBack: n[0], finished: n[1], rolledBackSnaps: n[2], finishedSnaps: n[3]}, true
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	return 0, 0, false
+	return recoveryCounts{}, false
 }

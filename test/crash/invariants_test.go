@@ -27,6 +27,15 @@ type record struct {
 	State string `json:"state"`
 }
 
+func readRecord(path string) (record, error) {
+	var r record
+	data, err := os.ReadFile(path)
+	if err == nil {
+		err = json.Unmarshal(data, &r)
+	}
+	return r, err
+}
+
 // retainNote is the part of a retained volume's note the test reads.
 type retainNote struct {
 	VolumeID string `json:"volumeID"`
@@ -84,28 +93,9 @@ func observe(t *testing.T, h *harness) *disk {
 	t.Helper()
 	d := &disk{dataDir: h.dataDir, listed: listVolumes(t, h), records: map[string]record{},
 		byName: map[string]record{}, claimed: map[string]bool{}}
-	catDir := filepath.Join(h.dataDir, "catalog", "volumes")
-	for _, e := range readDirNames(t, catDir) {
-		name := e.Name()
-		if strings.HasPrefix(name, ".tmp-") {
-			t.Errorf("temporary record %s was left in %s after recovery", name, catDir)
-			continue
-		}
-		id, ok := strings.CutSuffix(name, ".json")
-		if !ok || !e.Type().IsRegular() {
-			t.Errorf("unexpected entry %s in %s", name, catDir)
-			continue
-		}
-		var r record
-		data, err := os.ReadFile(filepath.Join(catDir, name))
-		if err == nil {
-			err = json.Unmarshal(data, &r)
-		}
-		if err != nil || r.ID != id {
-			t.Errorf("catalog record %s cannot be read or names another ID (%q): %v", name, r.ID, err)
-			continue
-		}
-		d.records[id], d.byName[r.Name] = r, r
+	d.records = readRecords(t, filepath.Join(h.dataDir, "catalog", "volumes"))
+	for _, r := range d.records {
+		d.byName[r.Name] = r
 	}
 	for _, e := range readDirNames(t, filepath.Join(h.dataDir, "volumes")) {
 		if !e.IsDir() {

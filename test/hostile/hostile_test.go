@@ -168,7 +168,6 @@ func TestCapabilities(t *testing.T) {
 		{"flags ro,exec as one", mountCap(swm, "ro,exec"), `"ro,exec"`},
 		{"empty flag", mountCap(swm, ""), `""`},
 		{"fs_type", fsTypeCap("ext4"), "fs_type"},
-		{"block", blockCap(), "block"},
 		{"no access type", &csi.VolumeCapability{AccessMode: &csi.VolumeCapability_AccessMode{Mode: swm}}, "access type"},
 		{"MULTI_NODE_READER_ONLY", mountCap(csi.VolumeCapability_AccessMode_MULTI_NODE_READER_ONLY), "MULTI_NODE_READER_ONLY"},
 		{"MULTI_NODE_SINGLE_WRITER", mountCap(csi.VolumeCapability_AccessMode_MULTI_NODE_SINGLE_WRITER), "MULTI_NODE_SINGLE_WRITER"},

@@ -14,6 +14,7 @@ import (
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
 	"github.com/dirvol/dirvol/internal/driver"
+	"github.com/dirvol/dirvol/internal/testfs"
 	"github.com/dirvol/dirvol/pkg/pool"
 	"github.com/dirvol/dirvol/pkg/server"
 	"github.com/kubernetes-csi/csi-test/v5/pkg/sanity"
@@ -39,6 +40,11 @@ func TestSanity(t *testing.T) {
 		t.Skip("the sanity suite bind-mounts volumes and needs root")
 	}
 	root := t.TempDir()
+	// A third pool on a btrfs filesystem made for the test: the driver
+	// detects it and serves it with the btrfs backend (subvolumes, quota
+	// limits, btrfs snapshots). The image is sparse; 4 GiB leaves room for
+	// the 1 GiB volumes the suite makes without a size.
+	btrfsPool := filepath.Join(testfs.Mount(t, testfs.Btrfs, 4<<30), "pool")
 	endpoint := "unix://" + filepath.Join(root, "csi.sock")
 	cfg := driver.Config{
 		Server:             server.Config{Endpoint: endpoint, GracefulStopTimeout: 10 * time.Second},
@@ -46,7 +52,7 @@ func TestSanity(t *testing.T) {
 		Version:            "sanity",
 		NodeID:             "sanity-node",
 		DataDir:            filepath.Join(root, "data"),
-		Pools:              pool.Specs{{Name: "extra", Path: filepath.Join(root, "extra")}},
+		Pools:              pool.Specs{{Name: "extra", Path: filepath.Join(root, "extra")}, {Name: "btrfs", Path: btrfsPool}},
 		MaxVolumes:         100,
 		DefaultVolumeBytes: 1 << 30,
 		UsageRefresh:       time.Minute,
@@ -81,9 +87,10 @@ func TestSanity(t *testing.T) {
 		c.TestSnapshotParameters = snapParams
 		return &c
 	}
-	// Two passes over the whole suite, snapshots, clones and expansion
-	// included: the defaults (onDelete delete, the default pool), and every
-	// StorageClass and VolumeSnapshotClass parameter set to something else.
+	// Three passes over the whole suite, snapshots, clones and expansion
+	// included: the defaults (onDelete delete, the default dir pool), every
+	// StorageClass and VolumeSnapshotClass parameter set to something else
+	// (another dir pool), and the btrfs pool.
 	contexts := []*sanity.TestContext{
 		sanity.GinkgoTest(base("defaults", nil, nil)),
 		sanity.GinkgoTest(base("parameters", map[string]string{
@@ -93,6 +100,7 @@ func TestSanity(t *testing.T) {
 			"csi.storage.k8s.io/volumesnapshot/namespace":   "default",
 			"csi.storage.k8s.io/volumesnapshotcontent/name": "snapcontent-1",
 		})),
+		sanity.GinkgoTest(base("btrfs", map[string]string{"pool": "btrfs"}, nil)),
 	}
 	gomega.RegisterFailHandler(ginkgo.Fail)
 	ginkgo.RunSpecs(t, "dirvol CSI sanity")

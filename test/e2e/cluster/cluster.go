@@ -26,8 +26,8 @@ import (
 	"github.com/dirvol/dirvol/test/e2e/manifests"
 )
 
-// startTimeout bounds how long one component may take to become ready.
-const startTimeout = 2 * time.Minute
+// StartTimeout bounds how long one component may take to become ready.
+const StartTimeout = 2 * time.Minute
 
 // NodeOptions describes one node.
 type NodeOptions struct {

@@ -156,7 +156,7 @@ func (c *Cluster) writeKubeconfig() error {
 func (c *Cluster) waitHTTP(ctx context.Context, p *process, url string, tlsConfig *tls.Config) error {
 	client := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{TLSClientConfig: tlsConfig}}
 	defer client.CloseIdleConnections()
-	ctx, cancel := context.WithTimeout(ctx, startTimeout)
+	ctx, cancel := context.WithTimeout(ctx, StartTimeout)
 	defer cancel()
 	for {
 		if exited, err := p.Exited(); exited {

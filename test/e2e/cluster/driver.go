@@ -53,7 +53,7 @@ func (c *Cluster) startDriver(ctx context.Context, n *Node) error {
 		return err
 	}
 	n.driver = p
-	qctx, cancel := context.WithTimeout(ctx, startTimeout)
+	qctx, cancel := context.WithTimeout(ctx, StartTimeout)
 	defer cancel()
 	if n.info, err = queryDriver(qctx, n.Socket); err != nil {
 		return fmt.Errorf("%w; last log lines of %s:\n%s", err, p.Name, p.Tail(30))

@@ -182,6 +182,11 @@ func Setup(ctx context.Context, opts Options) (*Env, func(), error) {
 		stop()
 		return nil, nil, err
 	}
+	if err := e.WaitCapacities(ctx, cluster.StartTimeout); err != nil {
+		err = fmt.Errorf("%w\n%s", err, e.Diagnose(20, "csi-provisioner"))
+		stop()
+		return nil, nil, err
+	}
 	return e, stop, nil
 }
 
@@ -225,7 +230,10 @@ func existing(ctx context.Context, kubeconfig, deployDir string) (*Env, error) {
 	}
 	// The StorageClasses the tests use are deploy/base's; install them in
 	// case the cluster has only an overlay that renamed or dropped some.
-	return e, e.InstallStorageClasses(ctx)
+	if err := e.InstallStorageClasses(ctx); err != nil {
+		return nil, err
+	}
+	return e, e.WaitCapacities(ctx, cluster.StartTimeout)
 }
 
 // InstallStorageClasses applies deploy/base's StorageClasses.
