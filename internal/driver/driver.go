@@ -88,7 +88,7 @@ func build(ctx context.Context, cfg Config, mounter mount.Interface) (*Driver, e
 	mm := metrics.NewCSIMetricsManagerForPlugin(cfg.DriverName)
 	mm.GetRegistry().RawMustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "dirvol_orphan_directories",
-		Help: "Directories under a pool's volumes/ that no catalog record owns, found at the last start. They are never deleted automatically; see the log for their paths.",
+		Help: "Volume and snapshot directories under a pool that no catalog record owns, found at the last start. They are never deleted automatically; see the log for their paths.",
 	}, func() float64 { return float64(len(vols.Orphans())) }))
 
 	// /healthz is for liveness: a long recovery must not get the pod

@@ -56,7 +56,7 @@ func (s *Server) CreateSnapshot(ctx context.Context, req *csi.CreateSnapshotRequ
 	case err != nil:
 		return nil, toStatus(err)
 	}
-	return &csi.CreateSnapshotResponse{Snapshot: csiSnapshot(snap)}, nil
+	return &csi.CreateSnapshotResponse{Snapshot: s.csiSnapshot(snap)}, nil
 }
 
 // DeleteSnapshot removes a snapshot. An ID this driver never issued, or one
@@ -106,7 +106,7 @@ func (s *Server) ListSnapshots(ctx context.Context, req *csi.ListSnapshotsReques
 	}
 	out := &csi.ListSnapshotsResponse{NextToken: next, Entries: make([]*csi.ListSnapshotsResponse_Entry, 0, len(snaps))}
 	for _, sn := range snaps {
-		out.Entries = append(out.Entries, &csi.ListSnapshotsResponse_Entry{Snapshot: csiSnapshot(sn)})
+		out.Entries = append(out.Entries, &csi.ListSnapshotsResponse_Entry{Snapshot: s.csiSnapshot(sn)})
 	}
 	return out, nil
 }
@@ -120,7 +120,7 @@ func (s *Server) GetSnapshot(ctx context.Context, req *csi.GetSnapshotRequest) (
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	return &csi.GetSnapshotResponse{Snapshot: csiSnapshot(sn)}, nil
+	return &csi.GetSnapshotResponse{Snapshot: s.csiSnapshot(sn)}, nil
 }
 
 func snapshotID(sn volume.Snapshot) string { return sn.ID }
@@ -136,13 +136,17 @@ func filter[T any](items []T, keep func(T) bool) []T {
 }
 
 // csiSnapshot is the CSI view of a snapshot record. Only ready snapshots
-// are ever returned, so ready_to_use is always true.
-func csiSnapshot(sn volume.Snapshot) *csi.Snapshot {
+// are ever returned, so ready_to_use is always true. A snapshot lives on
+// this node's disk, and so does every volume restored from it: its
+// accessible topology is this node (the plugin advertises
+// SNAPSHOT_ACCESSIBILITY_CONSTRAINTS).
+func (s *Server) csiSnapshot(sn volume.Snapshot) *csi.Snapshot {
 	return &csi.Snapshot{
-		SnapshotId:     sn.ID,
-		SourceVolumeId: sn.SourceVolumeID,
-		SizeBytes:      sn.SizeBytes,
-		CreationTime:   timestamppb.New(sn.CreatedAt),
-		ReadyToUse:     true,
+		SnapshotId:         sn.ID,
+		SourceVolumeId:     sn.SourceVolumeID,
+		SizeBytes:          sn.SizeBytes,
+		CreationTime:       timestamppb.New(sn.CreatedAt),
+		ReadyToUse:         true,
+		AccessibleTopology: []*csi.Topology{topology.ForNode(s.cfg.NodeID)},
 	}
 }

@@ -49,14 +49,22 @@ func (s *Server) GetPluginInfo(context.Context, *csi.GetPluginInfoRequest) (*csi
 	return &csi.GetPluginInfoResponse{Name: s.name, VendorVersion: s.version}, nil
 }
 
-// GetPluginCapabilities reports the Controller service and topology
-// constraints: a volume lives on the node that made it. No lock: the answer
-// is constant.
+// GetPluginCapabilities reports the Controller service, topology
+// constraints (a volume, and a snapshot, lives on the node that made it) and
+// online expansion. No lock: the answer is constant.
 func (s *Server) GetPluginCapabilities(context.Context, *csi.GetPluginCapabilitiesRequest) (*csi.GetPluginCapabilitiesResponse, error) {
 	return &csi.GetPluginCapabilitiesResponse{
 		Capabilities: []*csi.PluginCapability{
 			serviceCapability(csi.PluginCapability_Service_CONTROLLER_SERVICE),
 			serviceCapability(csi.PluginCapability_Service_VOLUME_ACCESSIBILITY_CONSTRAINTS),
+			// Snapshots stay on the node that holds their source volume.
+			serviceCapability(csi.PluginCapability_Service_SNAPSHOT_ACCESSIBILITY_CONSTRAINTS),
+			// The volume that grows is the one a pod uses: expansion
+			// raises a qgroup limit or a reservation, or grows a block
+			// file and its loop device, none of which needs an unmount.
+			{Type: &csi.PluginCapability_VolumeExpansion_{
+				VolumeExpansion: &csi.PluginCapability_VolumeExpansion{Type: csi.PluginCapability_VolumeExpansion_ONLINE},
+			}},
 		},
 	}, nil
 }

@@ -5,6 +5,8 @@ import (
 	"fmt"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"k8s.io/klog/v2"
 )
 
@@ -16,8 +18,10 @@ import (
 // already that large. A block volume's loop devices are then told the new
 // size of their file, so that a pod using the device sees it at once.
 // volume_path is checked for its shape only: the size belongs to the
-// volume, wherever it is published. A limit below the current size is
-// OutOfRange: volumes never shrink. Lock: the volume ID (so no publish or
+// volume, wherever it is published. capacity_range is required (after the
+// volume is found, so that an unknown volume is NotFound whatever else the
+// request lacks). A limit below the current size is OutOfRange: volumes
+// never shrink. Lock: the volume ID (so no publish or
 // unpublish changes the volume's loop devices meanwhile).
 func (s *Server) NodeExpandVolume(ctx context.Context, req *csi.NodeExpandVolumeRequest) (*csi.NodeExpandVolumeResponse, error) {
 	if err := validateNodeExpandVolume(req); err != nil {
@@ -40,6 +44,9 @@ func (s *Server) NodeExpandVolume(ctx context.Context, req *csi.NodeExpandVolume
 		}
 	}
 	r := req.GetCapacityRange()
+	if r == nil {
+		return nil, status.Errorf(codes.InvalidArgument, "capacity_range is required: it says what size to grow volume %s (now %d bytes) to", id, v.CapacityBytes)
+	}
 	v, err = s.vols.Expand(ctx, id, r.GetRequiredBytes(), r.GetLimitBytes())
 	if err != nil {
 		return nil, toStatus(err)

@@ -96,6 +96,21 @@ func TestNodeExpandVolume(t *testing.T) {
 			want: codes.ResourceExhausted,
 		},
 		{
+			name:  "no capacity range",
+			block: true,
+			prepare: func(t *testing.T, e *testEnv, v volume.Volume, file string) *csi.NodeExpandVolumeRequest {
+				return &csi.NodeExpandVolumeRequest{VolumeId: v.ID, VolumePath: e.target("a")}
+			},
+			want: codes.InvalidArgument,
+		},
+		{
+			name: "unknown volume without capacity range",
+			prepare: func(t *testing.T, e *testEnv, v volume.Volume, file string) *csi.NodeExpandVolumeRequest {
+				return &csi.NodeExpandVolumeRequest{VolumeId: missingID, VolumePath: "some/path"}
+			},
+			want: codes.NotFound,
+		},
+		{
 			name: "unknown volume",
 			prepare: func(t *testing.T, e *testEnv, v volume.Volume, file string) *csi.NodeExpandVolumeRequest {
 				return expandReq(missingID, e.target("a"), 2<<30, 0)

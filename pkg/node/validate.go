@@ -110,29 +110,36 @@ func readOnly(req *csi.NodePublishVolumeRequest) bool {
 	return req.GetReadonly() || capability.ReadOnly(c) || slices.Contains(c.GetMount().GetMountFlags(), "ro")
 }
 
-// validateNodeExpandVolume requires volume_path, which is shaped like a
-// target path, and a capacity_range that names a size. staging_target_path
-// is ignored: this driver does not stage. volume_capability is optional and
-// checked like a publish's.
+// validateNodeExpandVolume requires volume_path, without NUL bytes or ".."
+// elements; like NodeGetVolumeStats it does not require it to be absolute,
+// since the path is only reported, never opened. capacity_range, when
+// present, must name a size; that it is present is checked once the volume
+// is known (an unknown volume is NotFound however the request is shaped).
+// staging_target_path is ignored: this driver does not stage.
+// volume_capability is optional and checked like a publish's.
 func validateNodeExpandVolume(req *csi.NodeExpandVolumeRequest) error {
 	if req.GetVolumeId() == "" {
 		return invalid("volume_id is required")
 	}
-	if err := checkPath("volume_path", req.GetVolumePath()); err != nil {
-		return err
+	switch p := req.GetVolumePath(); {
+	case p == "":
+		return invalid("volume_path is required")
+	case strings.ContainsRune(p, 0):
+		return invalid("volume_path %.200q holds a NUL byte", p)
+	case slices.Contains(strings.Split(p, "/"), ".."):
+		return invalid("volume_path %.200q has a \"..\" element; give the path without it", p)
 	}
-	r := req.GetCapacityRange()
-	switch required, limit := r.GetRequiredBytes(), r.GetLimitBytes(); {
-	case r == nil:
-		return invalid("capacity_range is required: it says what size to grow the volume to")
-	case required < 0:
-		return invalid("capacity_range.required_bytes %d is negative", required)
-	case limit < 0:
-		return invalid("capacity_range.limit_bytes %d is negative", limit)
-	case required == 0 && limit == 0:
-		return invalid("capacity_range sets neither required_bytes nor limit_bytes; give the new size in required_bytes")
-	case limit > 0 && required > limit:
-		return invalid("capacity_range.required_bytes %d exceeds limit_bytes %d", required, limit)
+	if r := req.GetCapacityRange(); r != nil {
+		switch required, limit := r.GetRequiredBytes(), r.GetLimitBytes(); {
+		case required < 0:
+			return invalid("capacity_range.required_bytes %d is negative", required)
+		case limit < 0:
+			return invalid("capacity_range.limit_bytes %d is negative", limit)
+		case required == 0 && limit == 0:
+			return invalid("capacity_range sets neither required_bytes nor limit_bytes; give the new size in required_bytes")
+		case limit > 0 && required > limit:
+			return invalid("capacity_range.required_bytes %d exceeds limit_bytes %d", required, limit)
+		}
 	}
 	if c := req.GetVolumeCapability(); c != nil {
 		if err := capability.Check(c); err != nil {

@@ -24,10 +24,55 @@ func (d *Dir) createBlock(id string, bytes int64) error {
 	if err := os.Mkdir(p, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
 		return fmt.Errorf("create volume directory: %w", err)
 	}
+	if err := markBlockVolume(p); err != nil {
+		return err
+	}
 	if err := growBlockFile(p, bytes, true); err != nil {
 		return err
 	}
 	return syncDir(d.volumes)
+}
+
+// markBlockVolume sets blockMarker on the volume directory dir, as the btrfs
+// backend does, so that Expand knows a block volume from a directory
+// volume without looking at content a workload controls. A filesystem
+// without extended attributes gets no marker; Expand then goes by content.
+func markBlockVolume(dir string) error {
+	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("open %s: %w", dir, err)
+	}
+	defer unix.Close(fd)
+	err = unix.Fsetxattr(fd, blockMarker, []byte("1"), 0)
+	if err != nil && !errors.Is(err, unix.ENOTSUP) {
+		return fmt.Errorf("mark %s as a block volume: %w", dir, err)
+	}
+	return nil
+}
+
+// dirIsBlockVolume reports whether the volume directory dir is a block
+// volume: it carries blockMarker, or, on a filesystem without extended
+// attributes, it holds BlockFile (a regular file with one link) and nothing
+// else. A missing dir is ErrNotFound.
+func dirIsBlockVolume(dir string) (bool, error) {
+	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if errors.Is(err, unix.ENOENT) {
+		return false, fmt.Errorf("%s: %w", dir, ErrNotFound)
+	}
+	if err != nil {
+		return false, fmt.Errorf("open %s: %w", dir, err)
+	}
+	defer unix.Close(fd)
+	_, err = unix.Fgetxattr(fd, blockMarker, nil)
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, unix.ENODATA):
+		return false, nil
+	case errors.Is(err, unix.ENOTSUP):
+		return holdsOnlyBlockFile(fd, dir)
+	}
+	return false, fmt.Errorf("read block marker of %s: %w", dir, err)
 }
 
 // growBlockFile makes the block file in dir at least bytes long, creating it
@@ -142,19 +187,14 @@ func (d *Dir) BlockPath(id string) (string, error) {
 
 // Expand implements Pool. A dir pool enforces no sizes, so a directory
 // volume has nothing to grow (its reservation lives in the volume core); a
-// block volume's file is grown to bytes, never shrunk.
-//
-// The pool tells the two kinds apart by their content: a block volume's
-// directory holds BlockFile (a regular file with one link) and nothing
-// else. A directory volume whose workload left nothing but such a file
-// would have that file lengthened (with a hole); nothing outside the volume
-// can be reached, and nothing but a regular file is ever opened.
+// block volume's file is grown to bytes, never shrunk. Block volumes are
+// told apart by their marker (see dirIsBlockVolume).
 func (d *Dir) Expand(id string, bytes int64) error {
 	p, err := d.Path(id)
 	if err != nil {
 		return err
 	}
-	block, err := holdsOnlyBlockFile(p)
+	block, err := dirIsBlockVolume(p)
 	if err != nil {
 		return err
 	}
@@ -164,17 +204,9 @@ func (d *Dir) Expand(id string, bytes int64) error {
 	return growBlockFile(p, bytes, false)
 }
 
-// holdsOnlyBlockFile reports whether dir's only entry is a regular file
-// named BlockFile with one link. A missing dir is ErrNotFound.
-func holdsOnlyBlockFile(dir string) (bool, error) {
-	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
-	if errors.Is(err, unix.ENOENT) {
-		return false, fmt.Errorf("%s: %w", dir, ErrNotFound)
-	}
-	if err != nil {
-		return false, fmt.Errorf("open %s: %w", dir, err)
-	}
-	defer unix.Close(fd)
+// holdsOnlyBlockFile reports whether the directory open as fd holds a
+// regular file named BlockFile with one link and nothing else.
+func holdsOnlyBlockFile(fd int, dir string) (bool, error) {
 	// Two names are enough to know; a large directory is not read whole.
 	buf := make([]byte, 4096)
 	var names []string

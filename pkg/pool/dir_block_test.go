@@ -46,6 +46,9 @@ func TestBlockVolume(t *testing.T) {
 			if st := statBlock(t, dir); st.Mode&07777 != 0o700 || st.Uid != 0 {
 				t.Errorf("block volume directory: mode %o owner %d, want 0700 root (spec.Perm does not apply)", st.Mode&07777, st.Uid)
 			}
+			if _, err := unix.Getxattr(dir, blockMarker, nil); err != nil {
+				t.Errorf("block volume directory has no %s: %v", blockMarker, err)
+			}
 			p, err := d.BlockPath(testID)
 			if err != nil || p != filepath.Join(dir, BlockFile) {
 				t.Fatalf("BlockPath = %q, %v", p, err)
@@ -111,10 +114,11 @@ func TestExpandDirectoryVolume(t *testing.T) {
 	// A workload's file named like a block file, among others, is data.
 	writeFile(t, filepath.Join(vol, BlockFile), "workload data")
 	mustCreate(t, d, "vol-empty")
-	// Volumes whose only entry has the block file's name but is not a
-	// regular file with one link: nothing is opened, nothing changes (a
+	// Volumes whose only entry has the block file's name: without the
+	// block marker they are directory volumes, and nothing is opened (a
 	// FIFO opened for writing would block).
 	only := map[string]func(p string){
+		"vol-only-file":     func(p string) { writeFile(t, p, "looks like a block file, has no marker") },
 		"vol-only-dir":      func(p string) { must(t, os.Mkdir(p, 0o755)) },
 		"vol-only-fifo":     func(p string) { must(t, unix.Mkfifo(p, 0o666)) },
 		"vol-only-device":   func(p string) { must(t, unix.Mknod(p, unix.S_IFCHR|0o666, int(unix.Mkdev(1, 3)))) },
@@ -170,4 +174,35 @@ func TestCreateBlockCompletesInterrupted(t *testing.T) {
 	if st := statBlock(t, dir); st.Mode&07777 != 0o700 {
 		t.Errorf("directory mode %o, want 0700", st.Mode&07777)
 	}
+}
+
+// On a filesystem without extended attributes (ramfs) block volumes carry no
+// marker, and Expand tells them apart by content: BlockFile, a regular file
+// with one link, and nothing else.
+func TestBlockVolumeWithoutXattrs(t *testing.T) {
+	root := t.TempDir()
+	if err := unix.Mount("none", root, "ramfs", 0, ""); err != nil {
+		t.Skipf("cannot mount ramfs: %v", err)
+	}
+	t.Cleanup(func() { must(t, unix.Unmount(root, 0)) })
+	d, err := NewDir("default", filepath.Join(root, "pool"))
+	must(t, err)
+	must(t, d.Create(testID, VolumeSpec{Block: true, Bytes: 1 << 20}))
+	p, err := d.BlockPath(testID)
+	must(t, err)
+	must(t, d.Expand(testID, 2<<20))
+	checkBlockFile(t, "expanded block file", p, 2<<20)
+
+	vol := mustCreate(t, d, "vol-dir")
+	writeFile(t, filepath.Join(vol, BlockFile), "data")
+	writeFile(t, filepath.Join(vol, "other"), "data")
+	fifo := mustCreate(t, d, "vol-fifo")
+	must(t, unix.Mkfifo(filepath.Join(fifo, BlockFile), 0o666))
+	before := tree(t, d.Root())
+	for _, id := range []string{"vol-dir", "vol-fifo"} {
+		if err := d.Expand(id, 1<<30); err != nil {
+			t.Errorf("Expand(%s): %v", id, err)
+		}
+	}
+	sameTree(t, "pool after Expand of directory volumes", before, tree(t, d.Root()))
 }

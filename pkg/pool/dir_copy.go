@@ -170,7 +170,12 @@ func (d *Dir) createFrom(id string, spec VolumeSpec) error {
 		return err
 	}
 	if spec.Block {
-		job.finish = func(dir string) error { return growBlockFile(dir, spec.Bytes, false) }
+		job.finish = func(dir string) error {
+			if err := markBlockVolume(dir); err != nil {
+				return err
+			}
+			return growBlockFile(dir, spec.Bytes, false)
+		}
 	}
 	return d.copyIn(job)
 }

@@ -82,8 +82,8 @@ type model struct {
 }
 
 type stats struct {
-	creates, createsOK, retries, deletes, deletesOK, kills int
-	restores, restoresOK                                   int
+	creates, createsOK, retries, deletes, deletesOK, kills  int
+	restores, restoresOK                                    int
 	snaps, snapsOK, snapRetries, snapDeletes, snapDeletesOK int
 }
 
@@ -215,8 +215,8 @@ func createRequest(v *vol) *csi.CreateVolumeRequest {
 	}
 	return &csi.CreateVolumeRequest{
 		VolumeContentSource: source,
-		Name:          v.name,
-		CapacityRange: &csi.CapacityRange{RequiredBytes: volumeSize},
+		Name:                v.name,
+		CapacityRange:       &csi.CapacityRange{RequiredBytes: volumeSize},
 		VolumeCapabilities: []*csi.VolumeCapability{{
 			AccessType: &csi.VolumeCapability_Mount{Mount: &csi.VolumeCapability_MountVolume{}},
 			AccessMode: &csi.VolumeCapability_AccessMode{Mode: csi.VolumeCapability_AccessMode_SINGLE_NODE_WRITER},

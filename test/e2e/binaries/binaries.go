@@ -163,9 +163,11 @@ func build(ctx context.Context, dir string, c component, out string, log io.Writ
 	args = append(args, c.pkg)
 	cmd := exec.CommandContext(ctx, "go", args...)
 	cmd.Dir = dir
-	// The build modules pin everything in their own go.mod and go.sum;
-	// -mod=readonly makes a missing line an error instead of an edit.
-	cmd.Env = append(os.Environ(), "GOFLAGS=-mod=readonly")
+	// The build modules pin everything in their own go.mod and go.sum:
+	// -mod=readonly makes a missing line an error instead of an edit. They
+	// sit inside dirvol's git tree, whose state has nothing to do with the
+	// binaries: -buildvcs=false keeps it out of them.
+	cmd.Env = append(os.Environ(), "GOFLAGS="+strings.TrimSpace(os.Getenv("GOFLAGS")+" -mod=readonly -buildvcs=false"))
 	cmd.Stdout = log
 	cmd.Stderr = log
 	if err := cmd.Run(); err != nil {

@@ -66,8 +66,8 @@ type Node struct {
 	DataDir string
 	Socket  string
 
-	info                              DriverInfo
-	disk                              bool // a tmpfs is mounted on DataDir
+	info                             DriverInfo
+	disk                             bool // a tmpfs is mounted on DataDir
 	driver, provisioner, snapshotter *process
 }
 
