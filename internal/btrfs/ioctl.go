@@ -32,6 +32,7 @@ const (
 
 	rootItemKey       = 132
 	rootRefKey        = 156
+	qgroupStatusKey   = 240
 	qgroupInfoKey     = 242
 	qgroupLimitKey    = 244
 	subvolReadOnly    = 1 << 1

@@ -22,6 +22,18 @@ func EnableQuota(fd int) error {
 	return nil
 }
 
+// QuotaEnabled reports whether quota groups are on for fd's filesystem.
+func QuotaEnabled(fd int) (bool, error) {
+	_, err := search(fd, quotaTreeID, 0, qgroupStatusKey, 0, 0)
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, unix.ENOENT):
+		return false, nil // no quota tree
+	}
+	return false, fmt.Errorf("read quota status: %w", err)
+}
+
 // SetLimit limits the bytes that subvolume id's quota group may reference.
 // Writes that would take the subvolume past the limit fail with EDQUOT.
 func SetLimit(fd int, id, bytes uint64) error {

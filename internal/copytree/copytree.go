@@ -42,8 +42,6 @@ import (
 	"fmt"
 	"os"
 	"path"
-	"strconv"
-	"strings"
 
 	"golang.org/x/sys/unix"
 )
@@ -87,7 +85,7 @@ func Copy(src, dst string) (Stats, error) {
 	if err != nil {
 		return c.stats, fmt.Errorf("open source %s: %w", src, err)
 	}
-	defer unix.Close(sfd)
+	defer closeFD(sfd)
 	var st unix.Stat_t
 	if err := unix.Fstat(sfd, &st); err != nil {
 		return c.stats, fmt.Errorf("stat source %s: %w", src, err)
@@ -101,7 +99,7 @@ func Copy(src, dst string) (Stats, error) {
 	if err != nil {
 		return c.stats, fmt.Errorf("open %s: %w", dst, err)
 	}
-	defer unix.Close(dfd)
+	defer closeFD(dfd)
 	c.dstRoot = dfd
 	c.stats.Dirs++
 	if err := c.copyDir(sfd, dfd, "."); err != nil {
@@ -120,13 +118,13 @@ func CanReflink(dir string) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	defer os.Remove(a.Name())
+	defer func() { _ = os.Remove(a.Name()) }()
 	defer a.Close()
 	b, err := os.CreateTemp(dir, ".reflink-probe-*")
 	if err != nil {
 		return false, err
 	}
-	defer os.Remove(b.Name())
+	defer func() { _ = os.Remove(b.Name()) }()
 	defer b.Close()
 	if _, err := a.Write(make([]byte, 4096)); err != nil {
 		return false, err
@@ -163,28 +161,6 @@ type copier struct {
 	// noCopyRange is set once copy_file_range has failed the same way.
 	noCopyRange bool
 	buf         []byte
-}
-
-// openFlags are added to every open of a source or destination entry.
-const openFlags = unix.O_NOFOLLOW | unix.O_CLOEXEC
-
-func openDir(dirfd int, name string) (int, error) {
-	return openNoAtime(dirfd, name, unix.O_RDONLY|unix.O_DIRECTORY|openFlags)
-}
-
-// openNoAtime opens with O_NOATIME, so that copying does not change the
-// source's access times, where the caller may (owner or CAP_FOWNER).
-func openNoAtime(dirfd int, name string, flags int) (int, error) {
-	for {
-		fd, err := unix.Openat(dirfd, name, flags|unix.O_NOATIME, 0)
-		if errors.Is(err, unix.EPERM) {
-			fd, err = unix.Openat(dirfd, name, flags, 0)
-		}
-		if errors.Is(err, unix.EINTR) {
-			continue
-		}
-		return fd, err
-	}
 }
 
 // copyDir copies the entries of the open source directory sfd into the open
@@ -228,84 +204,12 @@ func (c *copier) copyDir(sfd, dfd int, rel string) error {
 	return nil
 }
 
-// openRegular opens the regular file name in dirfd for reading. The entry is
-// first opened with O_PATH, which opens nothing: only once it is known to be
-// a regular file is it opened for reading, through /proc/self/fd, which
-// reaches that very inode. Opening a device node or FIFO that a workload
-// swapped in since the entry was listed could have effects of its own (a
-// watchdog device, a tape that rewinds); this never does that.
-func openRegular(dirfd int, name string) (int, unix.Stat_t, error) {
-	var st unix.Stat_t
-	pfd, err := unix.Openat(dirfd, name, unix.O_PATH|openFlags, 0)
-	switch {
-	case errors.Is(err, unix.ENOENT):
-		return -1, st, errVanished
-	case err != nil:
-		return -1, st, fmt.Errorf("open: %w", err)
-	}
-	defer unix.Close(pfd)
-	if err := unix.Fstat(pfd, &st); err != nil {
-		return -1, st, fmt.Errorf("stat: %w", err)
-	}
-	if st.Mode&unix.S_IFMT != unix.S_IFREG {
-		return -1, st, errChanged
-	}
-	fd, err := openNoAtime(unix.AT_FDCWD, "/proc/self/fd/"+strconv.Itoa(pfd), unix.O_RDONLY|unix.O_CLOEXEC)
-	if err != nil {
-		return -1, st, fmt.Errorf("open: %w", err)
-	}
-	return fd, st, nil
-}
-
-// foreign reports whether the open entry fd, whose stat is st, is on another
-// filesystem or mount than the source's root.
-func (c *copier) foreign(fd int, st *unix.Stat_t) bool {
-	if st.Dev != c.dev {
-		return true
-	}
-	if !c.haveMnt {
-		return false
-	}
-	id, ok := mountID(fd)
-	return ok && id != c.mnt
-}
-
-// mountID returns the ID of the mount that fd was opened through.
-func mountID(fd int) (uint64, bool) {
-	var stx unix.Statx_t
-	if err := unix.Statx(fd, "", unix.AT_EMPTY_PATH|unix.AT_SYMLINK_NOFOLLOW, unix.STATX_MNT_ID, &stx); err != nil {
-		return 0, false
-	}
-	return stx.Mnt_id, stx.Mask&unix.STATX_MNT_ID != 0
-}
-
 // errVanished means an entry was removed between listing and opening it.
 var errVanished = errors.New("entry vanished during the copy")
 
 // errChanged means an entry was replaced by one of another type between
 // listing and opening it.
 var errChanged = errors.New("entry changed type during the copy; retry")
-
-func readNames(fd int) ([]string, error) {
-	if _, err := unix.Seek(fd, 0, 0); err != nil {
-		return nil, err
-	}
-	buf := make([]byte, 32<<10)
-	var names []string
-	for {
-		n, err := unix.ReadDirent(fd, buf)
-		if errors.Is(err, unix.EINTR) {
-			continue
-		}
-		if err != nil {
-			return nil, err
-		}
-		if n <= 0 {
-			return names, nil
-		}
-		_, _, names = unix.ParseDirent(buf[:n], -1, names)
-	}
-}
 
 func (c *copier) copySubdir(sparent, dparent int, name, rel string) error {
 	sfd, err := openDir(sparent, name)
@@ -317,7 +221,7 @@ func (c *copier) copySubdir(sparent, dparent int, name, rel string) error {
 	case err != nil:
 		return fmt.Errorf("open: %w", err)
 	}
-	defer unix.Close(sfd)
+	defer closeFD(sfd)
 	var st unix.Stat_t
 	if err := unix.Fstat(sfd, &st); err != nil {
 		return fmt.Errorf("stat: %w", err)
@@ -333,7 +237,7 @@ func (c *copier) copySubdir(sparent, dparent int, name, rel string) error {
 	if err != nil {
 		return fmt.Errorf("open new directory: %w", err)
 	}
-	defer unix.Close(dfd)
+	defer closeFD(dfd)
 	c.stats.Dirs++
 	if err := c.copyDir(sfd, dfd, rel); err != nil {
 		return err
@@ -369,7 +273,7 @@ func (c *copier) copyFile(sparent, dparent int, name, rel string) error {
 	if err != nil {
 		return err
 	}
-	defer unix.Close(sfd)
+	defer closeFD(sfd)
 	if c.foreign(sfd, &st) {
 		c.stats.MountsSkipped++
 		return nil
@@ -388,7 +292,7 @@ func (c *copier) copyFile(sparent, dparent int, name, rel string) error {
 	if err != nil {
 		return fmt.Errorf("create: %w", err)
 	}
-	defer unix.Close(dfd)
+	defer closeFD(dfd)
 	if err := c.copyData(dfd, sfd, st.Size); err != nil {
 		return err
 	}
@@ -414,123 +318,6 @@ func (c *copier) copyFile(sparent, dparent int, name, rel string) error {
 			c.links = make(map[fileID]string)
 		}
 		c.links[id] = rel
-	}
-	return nil
-}
-
-// copyData fills the new, empty file dfd with the size bytes of sfd.
-func (c *copier) copyData(dfd, sfd int, size int64) error {
-	if !c.noClone {
-		err := unix.IoctlFileClone(dfd, sfd)
-		if err == nil {
-			c.stats.Reflinked++
-			return nil
-		}
-		if !cloneUnsupported(err) {
-			return fmt.Errorf("clone data: %w", err)
-		}
-		if errors.Is(err, unix.EOPNOTSUPP) || errors.Is(err, unix.EXDEV) || errors.Is(err, unix.ENOTTY) {
-			c.noClone = true // a property of the filesystems, not of the file
-		}
-	}
-	if err := unix.Ftruncate(dfd, size); err != nil {
-		return fmt.Errorf("set length: %w", err)
-	}
-	for off := int64(0); off < size; {
-		start, err := unix.Seek(sfd, off, unix.SEEK_DATA)
-		if errors.Is(err, unix.ENXIO) {
-			break // only a hole is left
-		}
-		if errors.Is(err, unix.EINVAL) {
-			// No SEEK_DATA here: copy everything.
-			if err := c.copyRange(dfd, sfd, off, size-off); err != nil {
-				return err
-			}
-			break
-		}
-		if err != nil {
-			return fmt.Errorf("find data: %w", err)
-		}
-		end, err := unix.Seek(sfd, start, unix.SEEK_HOLE)
-		if err != nil {
-			return fmt.Errorf("find hole: %w", err)
-		}
-		if end > size {
-			end = size // the file grew since it was measured
-		}
-		if end <= start {
-			break
-		}
-		if err := c.copyRange(dfd, sfd, start, end-start); err != nil {
-			return err
-		}
-		off = end
-	}
-	c.stats.Copied++
-	return nil
-}
-
-// cloneUnsupported reports whether a FICLONE failure means "copy instead".
-func cloneUnsupported(err error) bool {
-	for _, e := range []error{unix.EOPNOTSUPP, unix.EXDEV, unix.EINVAL, unix.ENOTTY, unix.ENOSYS} {
-		if errors.Is(err, e) {
-			return true
-		}
-	}
-	return false
-}
-
-// copyRange copies n bytes at off from sfd to the same place in dfd. It
-// stops early, without error, when the source is shorter than expected
-// because it was truncated during the copy.
-func (c *copier) copyRange(dfd, sfd int, off, n int64) error {
-	soff, doff := off, off
-	for n > 0 && !c.noCopyRange {
-		chunk := int(min(n, 1<<30))
-		w, err := unix.CopyFileRange(sfd, &soff, dfd, &doff, chunk, 0)
-		switch {
-		case errors.Is(err, unix.EINTR):
-			continue
-		case errors.Is(err, unix.EXDEV), errors.Is(err, unix.EOPNOTSUPP), errors.Is(err, unix.ENOSYS), errors.Is(err, unix.EINVAL):
-			c.noCopyRange = true
-		case err != nil:
-			return fmt.Errorf("copy data: %w", err)
-		case w == 0:
-			return nil
-		default:
-			n -= int64(w)
-		}
-	}
-	if n <= 0 {
-		return nil
-	}
-	if c.buf == nil {
-		c.buf = make([]byte, 1<<20)
-	}
-	for n > 0 {
-		r, err := unix.Pread(sfd, c.buf[:min(n, int64(len(c.buf)))], soff)
-		if errors.Is(err, unix.EINTR) {
-			continue
-		}
-		if err != nil {
-			return fmt.Errorf("read data: %w", err)
-		}
-		if r == 0 {
-			return nil
-		}
-		for done := 0; done < r; {
-			w, err := unix.Pwrite(dfd, c.buf[done:r], doff)
-			if errors.Is(err, unix.EINTR) {
-				continue
-			}
-			if err != nil {
-				return fmt.Errorf("write data: %w", err)
-			}
-			done += w
-			doff += int64(w)
-		}
-		soff += int64(r)
-		n -= int64(r)
 	}
 	return nil
 }
@@ -586,114 +373,4 @@ func (c *copier) finishNode(sparent, dparent int, name string, st *unix.Stat_t, 
 		}
 	}
 	return setTimes(dparent, name, st)
-}
-
-func readlinkat(dirfd int, name string, size int64) (string, error) {
-	n := int(size) + 1
-	if n < 128 {
-		n = 128
-	}
-	for {
-		buf := make([]byte, n)
-		got, err := unix.Readlinkat(dirfd, name, buf)
-		if err != nil {
-			return "", err
-		}
-		if got < len(buf) {
-			return string(buf[:got]), nil
-		}
-		n *= 2
-	}
-}
-
-// xattrs addresses one inode's extended attributes: by descriptor for files
-// and directories, by name in an open directory (through /proc/self/fd, so
-// the name is resolved in that directory and its last element is not
-// followed) for links and special files, which cannot be opened safely.
-type xattrs struct {
-	fd   int
-	path string
-}
-
-func fdXattrs(fd int) xattrs { return xattrs{fd: fd} }
-
-func pathXattrs(dirfd int, name string) xattrs {
-	return xattrs{fd: -1, path: "/proc/self/fd/" + strconv.Itoa(dirfd) + "/" + name}
-}
-
-func (x xattrs) list(buf []byte) (int, error) {
-	if x.fd >= 0 {
-		return unix.Flistxattr(x.fd, buf)
-	}
-	return unix.Llistxattr(x.path, buf)
-}
-
-func (x xattrs) get(name string, buf []byte) (int, error) {
-	if x.fd >= 0 {
-		return unix.Fgetxattr(x.fd, name, buf)
-	}
-	return unix.Lgetxattr(x.path, name, buf)
-}
-
-func (x xattrs) set(name string, val []byte) error {
-	if x.fd >= 0 {
-		return unix.Fsetxattr(x.fd, name, val, 0)
-	}
-	return unix.Lsetxattr(x.path, name, val, 0)
-}
-
-// copyXattrs copies every extended attribute the caller can read. One the
-// destination filesystem does not support is counted in XattrsSkipped.
-func (c *copier) copyXattrs(src, dst xattrs) error {
-	names, err := readSized(src.list)
-	if errors.Is(err, unix.ENOTSUP) {
-		return nil // the source filesystem has none
-	}
-	if err != nil {
-		return fmt.Errorf("list extended attributes: %w", err)
-	}
-	for _, name := range strings.Split(string(names), "\x00") {
-		if name == "" {
-			continue
-		}
-		val, err := readSized(func(b []byte) (int, error) { return src.get(name, b) })
-		if errors.Is(err, unix.ENODATA) {
-			continue // removed since listed
-		}
-		if err != nil {
-			return fmt.Errorf("read extended attribute %s: %w", name, err)
-		}
-		err = dst.set(name, val)
-		if errors.Is(err, unix.ENOTSUP) {
-			c.stats.XattrsSkipped++
-			continue
-		}
-		if err != nil {
-			return fmt.Errorf("write extended attribute %s: %w", name, err)
-		}
-	}
-	return nil
-}
-
-// readSized calls f with a buffer large enough for its answer, retrying when
-// the answer grew between asking its size and reading it.
-func readSized(f func([]byte) (int, error)) ([]byte, error) {
-	for {
-		n, err := f(nil)
-		if err != nil {
-			return nil, err
-		}
-		if n == 0 {
-			return nil, nil
-		}
-		buf := make([]byte, n)
-		n, err = f(buf)
-		if errors.Is(err, unix.ERANGE) {
-			continue
-		}
-		if err != nil {
-			return nil, err
-		}
-		return buf[:n], nil
-	}
 }

@@ -24,6 +24,10 @@ import (
 // Remove, Usage, Retain and Archive treat it as Dir does, but nothing limits
 // its size, and Snapshot and clones of it are ErrUnsupported.
 //
+// Subvolumes a workload makes inside its volume are outside the volume's
+// quota group, neither counted nor limited (btrfs accounts each subvolume
+// on its own); Remove deletes them with the volume.
+//
 // Quota groups are a known cost on btrfs filesystems holding many
 // snapshots; the pool enables them on the whole filesystem when it opens.
 type Btrfs struct {
@@ -40,13 +44,6 @@ type Btrfs struct {
 }
 
 var _ Pool = (*Btrfs)(nil)
-
-// blockMarker is an extended attribute set on the root directory of a
-// block volume's subvolume. It lets Expand tell the two kinds apart without
-// guessing from content a workload controls: the "trusted." namespace can
-// be written only with CAP_SYS_ADMIN. Snapshots, restores and clones carry
-// it over with the rest of the subvolume.
-const blockMarker = "trusted.dirvol.block"
 
 // NewBtrfs prepares a btrfs pool rooted at root, creating its layout when
 // missing and enabling quota groups on the filesystem. root must be on
@@ -75,7 +72,17 @@ func NewBtrfs(name, root string, opts ...DirOption) (*Btrfs, error) {
 		return nil, err
 	}
 	b := &Btrfs{dir: d, unfreed: make(map[uint64]bool)}
-	err = b.withRoot(func(fd int) error { return btrfs.EnableQuota(fd) })
+	err = b.withRoot(func(fd int) error {
+		on, err := btrfs.QuotaEnabled(fd)
+		if err != nil || on {
+			return err
+		}
+		if err := btrfs.EnableQuota(fd); err != nil {
+			return err
+		}
+		d.log.Info("Enabled btrfs quota groups on the pool's filesystem; usage figures are low until btrfs has rescanned what it already holds", "path", root)
+		return nil
+	})
 	if err != nil {
 		return nil, fmt.Errorf("pool %q: %w", name, err)
 	}
@@ -234,7 +241,8 @@ func (b *Btrfs) finish(fd int, p string, spec VolumeSpec, fresh bool) error {
 	if !fresh {
 		return nil
 	}
-	if err := unix.Fchmod(fd, spec.Perm.Mode&0o7777); err != nil {
+	// As on a dir pool, only the permission bits apply.
+	if err := unix.Fchmod(fd, spec.Perm.Mode&0o777); err != nil {
 		return fmt.Errorf("set mode of volume directory: %w", err)
 	}
 	if spec.Perm.UID >= 0 || spec.Perm.GID >= 0 {
@@ -243,32 +251,6 @@ func (b *Btrfs) finish(fd int, p string, spec VolumeSpec, fresh bool) error {
 		}
 	}
 	return nil
-}
-
-// isBlockVolume reports whether the subvolume open as fd carries the
-// block marker.
-func isBlockVolume(fd int) (bool, error) {
-	_, err := unix.Fgetxattr(fd, blockMarker, nil)
-	switch {
-	case err == nil:
-		return true, nil
-	case errors.Is(err, unix.ENODATA):
-		return false, nil
-	}
-	return false, fmt.Errorf("read block marker: %w", err)
-}
-
-// fsNoCOWFlag is FS_NOCOW_FL from linux/fs.h.
-const fsNoCOWFlag = 0x00800000
-
-// setNoCOW makes files created later in the directory open as fd NOCOW.
-// It is an optimisation only, so failures are ignored.
-func setNoCOW(fd int) {
-	flags, err := unix.IoctlGetUint32(fd, unix.FS_IOC_GETFLAGS)
-	if err != nil {
-		return
-	}
-	_ = unix.IoctlSetPointerInt(fd, unix.FS_IOC_SETFLAGS, int(flags|fsNoCOWFlag))
 }
 
 // Expand implements Pool: it raises a filesystem volume's quota limit (or

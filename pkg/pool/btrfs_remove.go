@@ -104,7 +104,7 @@ func (b *Btrfs) purge(name string) error {
 		return err
 	}
 	var subvolID uint64
-	err = withVolume(p, ErrNotFound, func(fd int, subvol bool) error {
+	err = withVolume(p, ErrNotFound, func(fd int, subvol bool) (err error) {
 		if !subvol {
 			return errPlainDir
 		}

@@ -108,7 +108,7 @@ func (b *Btrfs) RemoveSnapshot(snapID string) error {
 		return err
 	}
 	var subvolID uint64
-	err = withVolume(p, ErrSnapshotNotFound, func(fd int, subvol bool) error {
+	err = withVolume(p, ErrSnapshotNotFound, func(fd int, subvol bool) (err error) {
 		if !subvol {
 			return errPlainDir
 		}

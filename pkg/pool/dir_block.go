@@ -42,7 +42,7 @@ func markBlockVolume(dir string) error {
 	if err != nil {
 		return fmt.Errorf("open %s: %w", dir, err)
 	}
-	defer unix.Close(fd)
+	defer closeQuietly(fd)
 	err = unix.Fsetxattr(fd, blockMarker, []byte("1"), 0)
 	if err != nil && !errors.Is(err, unix.ENOTSUP) {
 		return fmt.Errorf("mark %s as a block volume: %w", dir, err)
@@ -62,7 +62,7 @@ func dirIsBlockVolume(dir string) (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("open %s: %w", dir, err)
 	}
-	defer unix.Close(fd)
+	defer closeQuietly(fd)
 	_, err = unix.Fgetxattr(fd, blockMarker, nil)
 	switch {
 	case err == nil:
@@ -83,7 +83,7 @@ func growBlockFile(dir string, bytes int64, create bool) error {
 	if err != nil {
 		return fmt.Errorf("open %s: %w", dir, err)
 	}
-	defer unix.Close(dirfd)
+	defer closeQuietly(dirfd)
 	if create {
 		if err := unix.Fchmod(dirfd, 0o700); err != nil {
 			return fmt.Errorf("set mode of %s: %w", dir, err)
@@ -93,7 +93,7 @@ func growBlockFile(dir string, bytes int64, create bool) error {
 	if err != nil {
 		return err
 	}
-	defer unix.Close(fd)
+	defer closeQuietly(fd)
 	var st unix.Stat_t
 	if err := unix.Fstat(fd, &st); err != nil {
 		return err
@@ -149,11 +149,11 @@ func openBlockFile(dirfd int, dir string, create bool) (int, error) {
 			err = fmt.Errorf("%s/%s has %d links; a block file has one", dir, BlockFile, st.Nlink)
 		}
 		if err != nil {
-			unix.Close(pfd)
+			closeQuietly(pfd)
 			return -1, err
 		}
 		fd, err := unix.Open("/proc/self/fd/"+strconv.Itoa(pfd), unix.O_WRONLY|unix.O_CLOEXEC, 0)
-		unix.Close(pfd)
+		closeQuietly(pfd)
 		if err != nil {
 			return -1, fmt.Errorf("open %s/%s: %w", dir, BlockFile, err)
 		}
@@ -232,3 +232,7 @@ func holdsOnlyBlockFile(fd int, dir string) (bool, error) {
 	}
 	return st.Mode&unix.S_IFMT == unix.S_IFREG && st.Nlink == 1, nil
 }
+
+// closeQuietly closes a descriptor whose close error carries nothing
+// actionable: it was only read, or was synced before.
+func closeQuietly(fd int) { _ = unix.Close(fd) }

@@ -45,6 +45,13 @@ func (d *Dir) copyIn(job copyJob) error {
 		return fmt.Errorf("%s: %s is being made by another call: %w", job.what, job.dst, ErrExists)
 	}
 	defer d.stageEnd(job.stage)
+	// NewDir made both parents; make them again in case an operator
+	// removed one, so that a failure below is about the copy.
+	for _, dir := range []string{filepath.Dir(job.stage), filepath.Dir(job.dst)} {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return fmt.Errorf("%s: %w", job.what, err)
+		}
+	}
 	// What an attempt interrupted by a crash left here is garbage: no
 	// caller was told it succeeded.
 	if err := os.RemoveAll(job.stage); err != nil {
@@ -137,7 +144,7 @@ func syncFS(p string) error {
 	if err != nil {
 		return err
 	}
-	defer unix.Close(fd)
+	defer closeQuietly(fd)
 	if err := unix.Syncfs(fd); err != nil {
 		return fmt.Errorf("syncfs %s: %w", p, err)
 	}

@@ -208,6 +208,11 @@ func createImage(ctx context.Context, image string, size int64, ex utilexec.Inte
 	if err != nil {
 		return err
 	}
+	if magic, err := fsMagic(filepath.Dir(image)); err == nil && magic == unix.BTRFS_SUPER_MAGIC {
+		// A loop device's filesystem on a copy-on-write file fragments
+		// it without end; the flag only takes while the file is empty.
+		setNoCOW(int(f.Fd()))
+	}
 	err = f.Truncate(size)
 	if cerr := f.Close(); err == nil {
 		err = cerr

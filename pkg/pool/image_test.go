@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dirvol/dirvol/internal/testfs"
+
 	"golang.org/x/sys/unix"
 	mount "k8s.io/mount-utils"
 	utilexec "k8s.io/utils/exec"
@@ -361,4 +363,21 @@ func TestAllZero(t *testing.T) {
 			}
 		})
 	}
+}
+
+// An image on a btrfs host filesystem is made NOCOW, so that the
+// filesystem inside it does not fragment the file with every write.
+func TestImagePoolOnBtrfsHost(t *testing.T) {
+	host := testfs.Mount(t, testfs.Btrfs, 512<<20) // torn down after the pool
+	e := newImageEnv(t)
+	e.image = filepath.Join(host, "images", "pool.img")
+	b := e.mustOpen(t, 256<<20)
+	btCreate(t, b, testID, VolumeSpec{Bytes: 1 << 20})
+	flags, err := getFlags(e.image)
+	must(t, err)
+	if flags&fsNoCOWFlag == 0 {
+		t.Errorf("image on btrfs has flags %#x, want NOCOW", flags)
+	}
+	e.unmountAll(t)
+	checkNoLoopDevices(t, host)
 }

@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"strings"
 	"testing"
+	"time"
 
 	storagev1 "k8s.io/api/storage/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -33,7 +34,10 @@ func TestBadStorageClassParameters(t *testing.T) {
 			class := badClass(t, e, tc.params)
 			ns := e.NewNamespace(t)
 			e.ClaimWithPod(t, ns, "data", class, "16Mi", "")
-			ev := e.WaitEvent(t, ns, "data", "ProvisioningFailed")
+			ev := e.FindEvent(ns, "data", "ProvisioningFailed", time.Minute)
+			if ev == nil {
+				explainNoProvisioning(t, e, ns, class)
+			}
 			if !strings.Contains(ev.Message, tc.want) {
 				t.Errorf("ProvisioningFailed does not name %q: %s", tc.want, ev.Message)
 			}
@@ -62,4 +66,26 @@ func badClass(t *testing.T, e *framework.Env, params map[string]string) string {
 		}
 	})
 	return sc.Name
+}
+
+// explainNoProvisioning fails the test, saying why no ProvisioningFailed
+// came. The usual reason: the driver's GetCapacity refuses the class's
+// parameters, so no CSIStorageCapacity is published for the class, the
+// scheduler (CSIDriver storageCapacity: true) finds no node with room, and
+// CreateVolume, whose error the event would carry, is never called.
+func explainNoProvisioning(t *testing.T, e *framework.Env, ns, class string) {
+	t.Helper()
+	caps, err := e.Capacities(context.Background(), class)
+	if err == nil && len(caps) == 0 {
+		sched := e.FindEvent(ns, "data", "FailedScheduling", time.Second)
+		msg := "no FailedScheduling event"
+		if sched != nil {
+			msg = "FailedScheduling: " + sched.Message
+		}
+		t.Fatalf("no ProvisioningFailed event: no node publishes CSIStorageCapacity for class %s, "+
+			"so its pods are never scheduled (%s) and CreateVolume is never called; the parameter error "+
+			"shows only in csi-provisioner's log (GetCapacity failing). GetCapacity must answer for "+
+			"parameters CreateVolume would refuse, so that the refusal reaches the user as this event", class, msg)
+	}
+	t.Fatalf("no ProvisioningFailed event on %s/data within a minute (capacities for %s: %v, %v)", ns, class, caps, err)
 }

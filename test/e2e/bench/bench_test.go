@@ -75,6 +75,16 @@ func round(b *testing.B, e *framework.Env) {
 		return len(boundAt) == claims, nil
 	})
 	allBound := time.Since(start)
+	perNode := map[string]int{}
+	pvs, err := e.Kube.CoreV1().PersistentVolumes().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, pv := range pvs.Items {
+		if pv.Spec.ClaimRef != nil && pv.Spec.ClaimRef.Namespace == ns {
+			perNode[framework.PVNode(&pv)]++
+		}
+	}
 
 	start = time.Now()
 	zero := int64(0)
@@ -110,9 +120,9 @@ func round(b *testing.B, e *framework.Env) {
 	b.ReportMetric(allBound.Seconds(), "s-all-bound")
 	b.ReportMetric(times[len(times)/2].Seconds(), "s-p50-bound")
 	b.ReportMetric(allDeleted.Seconds(), "s-all-deleted")
-	b.Logf("%d nodes: %d claims with pods: all Bound after %s (p50 %s, p90 %s); deleted (claims and PVs gone) after %s",
+	b.Logf("%d nodes: %d claims with pods: all Bound after %s (p50 %s, p90 %s; volumes per node %v); deleted (claims and PVs gone) after %s",
 		len(e.Nodes), claims, allBound.Round(time.Millisecond), times[len(times)/2].Round(time.Millisecond),
-		times[len(times)*9/10].Round(time.Millisecond), allDeleted.Round(time.Millisecond))
+		times[len(times)*9/10].Round(time.Millisecond), perNode, allDeleted.Round(time.Millisecond))
 }
 
 // parallel runs fn(0..claims-1) on 10 goroutines.

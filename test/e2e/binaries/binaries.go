@@ -143,7 +143,7 @@ func Ensure(ctx context.Context, buildRoot, cacheDir string, log io.Writer) (Set
 			continue
 		}
 		start := time.Now()
-		fmt.Fprintf(log, "e2e: building %s (%s) into %s; a cold build of all binaries takes about 15 minutes on 2 cores\n", c.name, c.pkg, bin)
+		fmt.Fprintf(log, "e2e: building %s (%s) into %s; a cold build of all of them takes about 25 minutes on 2 cores\n", c.name, c.pkg, bin)
 		if err := build(ctx, filepath.Join(buildRoot, c.module), c, out, log); err != nil {
 			return nil, err
 		}

@@ -57,6 +57,8 @@ type Options struct {
 	SnapshotCRDDir string
 	// Log receives progress lines.
 	Log io.Writer
+	// Keep leaves Dir in place when the cluster stops (or fails to start).
+	Keep bool
 }
 
 // Node is one kubelet-less node and its node plugin.
@@ -101,16 +103,16 @@ type Cluster struct {
 }
 
 // Start brings the cluster up. On error everything started so far is
-// stopped again and the run directory is kept for the logs.
-func Start(ctx context.Context, opts Options) (c *Cluster, err error) {
+// stopped again, and the error carries the tails of the logs.
+func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 	if opts.Log == nil {
 		opts.Log = io.Discard
 	}
-	c = &Cluster{opts: opts, dir: opts.Dir, bins: opts.Bins}
+	c := &Cluster{opts: opts, dir: opts.Dir, bins: opts.Bins}
 	defer func() {
 		if err != nil {
-			err = fmt.Errorf("%w (logs in %s)", err, filepath.Join(c.dir, "logs"))
-			c.stopProcesses()
+			err = fmt.Errorf("%w\nlast lines of the logs:\n%s", err, c.Tails(15))
+			c.Stop(opts.Keep)
 		}
 	}()
 	if err := os.MkdirAll(filepath.Join(c.dir, "logs"), 0o755); err != nil {

@@ -12,6 +12,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/util/retry"
 	"k8s.io/klog/v2"
 )
 
@@ -37,8 +38,7 @@ func (c *Cluster) registerNode(ctx context.Context, n *Node) error {
 		labels[k] = v
 	}
 	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: n.Name, Labels: labels}}
-	created, err := c.Kube.CoreV1().Nodes().Create(ctx, node, metav1.CreateOptions{})
-	if err != nil {
+	if _, err := c.Kube.CoreV1().Nodes().Create(ctx, node, metav1.CreateOptions{}); err != nil {
 		return fmt.Errorf("create node %s: %w", n.Name, err)
 	}
 	resources := corev1.ResourceList{
@@ -47,14 +47,24 @@ func (c *Cluster) registerNode(ctx context.Context, n *Node) error {
 		// Room for the benchmark's 100 pods on one node.
 		corev1.ResourcePods: resource.MustParse("500"),
 	}
-	created.Status = corev1.NodeStatus{
-		Capacity:    resources,
-		Allocatable: resources,
-		Addresses:   []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: "127.0.0.1"}, {Type: corev1.NodeHostName, Address: n.Name}},
-		Conditions:  nodeConditions(time.Now()),
-		NodeInfo:    corev1.NodeSystemInfo{OperatingSystem: "linux", Architecture: "amd64", KubeletVersion: "v1.37.2"},
-	}
-	if _, err := c.Kube.CoreV1().Nodes().UpdateStatus(ctx, created, metav1.UpdateOptions{}); err != nil {
+	// The controller-manager's node controllers update a new Node too:
+	// retry on a conflict with them.
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		latest, err := c.Kube.CoreV1().Nodes().Get(ctx, n.Name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		latest.Status = corev1.NodeStatus{
+			Capacity:    resources,
+			Allocatable: resources,
+			Addresses:   []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: "127.0.0.1"}, {Type: corev1.NodeHostName, Address: n.Name}},
+			Conditions:  nodeConditions(time.Now()),
+			NodeInfo:    corev1.NodeSystemInfo{OperatingSystem: "linux", Architecture: "amd64", KubeletVersion: "v1.37.2"},
+		}
+		_, err = c.Kube.CoreV1().Nodes().UpdateStatus(ctx, latest, metav1.UpdateOptions{})
+		return err
+	})
+	if err != nil {
 		return fmt.Errorf("node %s status: %w", n.Name, err)
 	}
 	return c.renewLease(ctx, n.Name)

@@ -148,7 +148,8 @@ func Setup(ctx context.Context, opts Options) (*Env, func(), error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	dir, err := os.MkdirTemp("", "dirvol-e2e-")
+	removeStaleRunDirs()
+	dir, err := newRunDir()
 	if err != nil {
 		return nil, nil, err
 	}
@@ -157,14 +158,14 @@ func Setup(ctx context.Context, opts Options) (*Env, func(), error) {
 		os.RemoveAll(dir)
 		return nil, nil, err
 	}
+	keep := os.Getenv(EnvKeep) != ""
 	c, err := cluster.Start(ctx, cluster.Options{
 		Nodes: opts.Nodes, Dir: dir, Bins: bins, Driver: driver,
-		DeployDir: deployDir, SnapshotCRDDir: crdDir, Log: opts.Log,
+		DeployDir: deployDir, SnapshotCRDDir: crdDir, Log: opts.Log, Keep: keep,
 	})
 	if err != nil {
 		return nil, nil, err
 	}
-	keep := os.Getenv(EnvKeep) != ""
 	stop := func() {
 		c.Stop(keep)
 		if keep {

@@ -92,8 +92,18 @@ func (e *Env) WaitPVPhase(t testing.TB, name string, phase corev1.PersistentVolu
 // ns, and returns it.
 func (e *Env) WaitEvent(t testing.TB, ns, name, reason string) *corev1.Event {
 	t.Helper()
+	ev := e.FindEvent(ns, name, reason, Timeout)
+	if ev == nil {
+		e.PollFor(t, 0, "event "+reason+" on "+ns+"/"+name, func(context.Context) (bool, error) { return false, nil })
+	}
+	return ev
+}
+
+// FindEvent waits up to timeout for an event with reason about the object
+// named name in ns; nil when none came.
+func (e *Env) FindEvent(ns, name, reason string, timeout time.Duration) *corev1.Event {
 	var found *corev1.Event
-	e.Poll(t, "event "+reason+" on "+ns+"/"+name, func(ctx context.Context) (bool, error) {
+	_ = wait.PollUntilContextTimeout(context.Background(), 250*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
 		list, err := e.Kube.CoreV1().Events(ns).List(ctx, metav1.ListOptions{})
 		if err != nil {
 			return false, nil
