@@ -2,10 +2,12 @@ package controller
 
 import (
 	"context"
+	"errors"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
 	"github.com/dirvol/dirvol/pkg/capability"
 	"github.com/dirvol/dirvol/pkg/topology"
+	"github.com/dirvol/dirvol/pkg/volume"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 	"k8s.io/klog/v2"
 )
@@ -29,7 +31,17 @@ func (s *Server) GetCapacity(ctx context.Context, req *csi.GetCapacityRequest) (
 	if err := validateGetCapacity(req); err != nil {
 		return nil, err
 	}
-	params, _ := parseParameters(req.GetParameters())
+	// A StorageClass with a parameter CreateVolume would refuse still gets
+	// the capacity of the pool it names: with storageCapacity enabled, an
+	// error or a zero here keeps its pods Pending for "not enough storage"
+	// and CreateVolume, whose ProvisioningFailed event names the bad
+	// parameter, is never called.
+	pool := req.GetParameters()[paramPool]
+	if params, err := parseParameters(req.GetParameters()); err == nil {
+		pool = params.pool
+	} else {
+		klog.FromContext(ctx).V(4).Info("Capacity reported for a StorageClass that CreateVolume will refuse", "reason", err.Error())
+	}
 	if t := req.GetAccessibleTopology(); t != nil {
 		if !topology.Allows(&csi.TopologyRequirement{Requisite: []*csi.Topology{t}}, s.cfg.NodeID) {
 			return &csi.GetCapacityResponse{}, nil
@@ -41,7 +53,12 @@ func (s *Server) GetCapacity(ctx context.Context, req *csi.GetCapacityRequest) (
 			return &csi.GetCapacityResponse{}, nil
 		}
 	}
-	c, err := s.vols.Capacity(params.pool)
+	c, err := s.vols.Capacity(pool)
+	if errors.Is(err, volume.ErrUnknownPool) {
+		// Pools are per node: a class naming a pool this node lacks gets
+		// no capacity here, so the scheduler picks a node that has it.
+		return &csi.GetCapacityResponse{}, nil
+	}
 	if err != nil {
 		return nil, toStatus(err)
 	}

@@ -149,8 +149,19 @@ func TestGetCapacity(t *testing.T) {
 	if err != nil || other.GetAvailableCapacity() != 0 {
 		t.Fatalf("capacity for another node = %v %v, want 0", other, err)
 	}
-	_, err = e.srv.GetCapacity(ctx, &csi.GetCapacityRequest{Parameters: map[string]string{"pool": "nope"}})
-	wantCode(t, err, codes.InvalidArgument)
-	_, err = e.srv.GetCapacity(ctx, &csi.GetCapacityRequest{Parameters: map[string]string{"bogus": "1"}})
-	wantCode(t, err, codes.InvalidArgument)
+	// A pool this node lacks: no capacity, so the scheduler looks elsewhere.
+	nope, err := e.srv.GetCapacity(ctx, &csi.GetCapacityRequest{Parameters: map[string]string{"pool": "nope"}})
+	if err != nil || nope.GetAvailableCapacity() != 0 {
+		t.Errorf("capacity of an unknown pool = %v %v, want 0", nope, err)
+	}
+	// A parameter CreateVolume refuses: the pool's capacity, so that the
+	// refusal reaches the user as a ProvisioningFailed event.
+	want, err := e.srv.GetCapacity(ctx, &csi.GetCapacityRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bogus, err := e.srv.GetCapacity(ctx, &csi.GetCapacityRequest{Parameters: map[string]string{"bogus": "1"}})
+	if err != nil || bogus.GetAvailableCapacity() != want.GetAvailableCapacity() {
+		t.Errorf("capacity with a bad parameter = %v %v, want %v", bogus, err, want)
+	}
 }

@@ -136,17 +136,18 @@ func filter[T any](items []T, keep func(T) bool) []T {
 }
 
 // csiSnapshot is the CSI view of a snapshot record. Only ready snapshots
-// are ever returned, so ready_to_use is always true. A snapshot lives on
-// this node's disk, and so does every volume restored from it: its
-// accessible topology is this node (the plugin advertises
-// SNAPSHOT_ACCESSIBILITY_CONSTRAINTS).
+// are ever returned, so ready_to_use is always true. accessible_topology is
+// left out: the plugin does not advertise SNAPSHOT_ACCESSIBILITY_CONSTRAINTS
+// because Kubernetes does not read it (restores are placed by the pod's
+// node, see README) and csi-sanity v5.6.0 compares the field with
+// reflect.DeepEqual, which fails on protobuf messages that went through a
+// marshal.
 func (s *Server) csiSnapshot(sn volume.Snapshot) *csi.Snapshot {
 	return &csi.Snapshot{
-		SnapshotId:         sn.ID,
-		SourceVolumeId:     sn.SourceVolumeID,
-		SizeBytes:          sn.SizeBytes,
-		CreationTime:       timestamppb.New(sn.CreatedAt),
-		ReadyToUse:         true,
-		AccessibleTopology: []*csi.Topology{topology.ForNode(s.cfg.NodeID)},
+		SnapshotId:     sn.ID,
+		SourceVolumeId: sn.SourceVolumeID,
+		SizeBytes:      sn.SizeBytes,
+		CreationTime:   timestamppb.New(sn.CreatedAt),
+		ReadyToUse:     true,
 	}
 }

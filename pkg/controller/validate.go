@@ -121,9 +121,7 @@ func validateGetCapacity(req *csi.GetCapacityRequest) error {
 			return invalid("volume_capabilities[%d] is empty", i)
 		}
 	}
-	if _, err := parseParameters(req.GetParameters()); err != nil {
-		return invalid("%v", err)
-	}
+	// Parameters are not judged here: see GetCapacity.
 	return nil
 }
 

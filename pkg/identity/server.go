@@ -50,15 +50,13 @@ func (s *Server) GetPluginInfo(context.Context, *csi.GetPluginInfoRequest) (*csi
 }
 
 // GetPluginCapabilities reports the Controller service, topology
-// constraints (a volume, and a snapshot, lives on the node that made it) and
+// constraints (a volume lives on the node that made it) and
 // online expansion. No lock: the answer is constant.
 func (s *Server) GetPluginCapabilities(context.Context, *csi.GetPluginCapabilitiesRequest) (*csi.GetPluginCapabilitiesResponse, error) {
 	return &csi.GetPluginCapabilitiesResponse{
 		Capabilities: []*csi.PluginCapability{
 			serviceCapability(csi.PluginCapability_Service_CONTROLLER_SERVICE),
 			serviceCapability(csi.PluginCapability_Service_VOLUME_ACCESSIBILITY_CONSTRAINTS),
-			// Snapshots stay on the node that holds their source volume.
-			serviceCapability(csi.PluginCapability_Service_SNAPSHOT_ACCESSIBILITY_CONSTRAINTS),
 			// The volume that grows is the one a pod uses: expansion
 			// raises a qgroup limit or a reservation, or grows a block
 			// file and its loop device, none of which needs an unmount.

@@ -51,7 +51,6 @@ func TestGetPluginCapabilities(t *testing.T) {
 		Capabilities: []*csi.PluginCapability{
 			serviceCapability(csi.PluginCapability_Service_CONTROLLER_SERVICE),
 			serviceCapability(csi.PluginCapability_Service_VOLUME_ACCESSIBILITY_CONSTRAINTS),
-			serviceCapability(csi.PluginCapability_Service_SNAPSHOT_ACCESSIBILITY_CONSTRAINTS),
 			{Type: &csi.PluginCapability_VolumeExpansion_{
 				VolumeExpansion: &csi.PluginCapability_VolumeExpansion{Type: csi.PluginCapability_VolumeExpansion_ONLINE},
 			}},
