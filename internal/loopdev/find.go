@@ -26,7 +26,7 @@ func (l *Loops) List() ([]Device, error) {
 		if !loopName.MatchString(name) {
 			continue
 		}
-		d, ok, err := describe(name)
+		d, ok, err := l.describe(name)
 		if err != nil {
 			return nil, err
 		}
@@ -87,21 +87,21 @@ func (l *Loops) At(path string) (d Device, ok bool, err error) {
 	if !loopName.MatchString(name) {
 		return Device{}, false, nil
 	}
-	return describe(name)
+	return l.describe(name)
 }
 
 // describe reads what the kernel says of loop device name; ok is false when
 // it is not bound.
-func describe(name string) (d Device, ok bool, err error) {
+func (l *Loops) describe(name string) (d Device, ok bool, err error) {
 	dir := filepath.Join(sysBlock, name, "loop")
 	backing, err := os.ReadFile(filepath.Join(dir, "backing_file"))
 	if errors.Is(err, fs.ErrNotExist) {
 		return Device{}, false, nil
 	}
 	if err != nil {
-		return Device{}, false, fmt.Errorf("read the backing file of %s: %w", devPath(name), err)
+		return Device{}, false, fmt.Errorf("read the backing file of %s: %w", l.devPath(name), err)
 	}
-	d.Path = devPath(name)
+	d.Path = l.devPath(name)
 	d.BackingFile = strings.TrimSuffix(string(backing), "\n")
 	if strings.HasSuffix(d.BackingFile, deletedSuffix) {
 		d.BackingFile, d.Deleted = strings.TrimSuffix(d.BackingFile, deletedSuffix), true
@@ -111,7 +111,7 @@ func describe(name string) (d Device, ok bool, err error) {
 	d.ReadOnly = sysFlag(filepath.Join(sysBlock, name, "ro"))
 
 	// sysfs has the path, not the identity of the file: LOOP_GET_STATUS64.
-	fd, err := openDevice(name, unix.O_RDONLY)
+	fd, created, err := l.openDevice(name, unix.O_RDONLY)
 	if errors.Is(err, unix.ENXIO) {
 		// Being detached.
 		return Device{}, false, nil
@@ -128,6 +128,7 @@ func describe(name string) (d Device, ok bool, err error) {
 		return Device{}, false, fmt.Errorf("status of %s: %w", d.Path, err)
 	}
 	d.fileDev, d.fileIno = info.Device, info.Inode
+	d.NodeCreated = created
 	return d, true, nil
 }
 

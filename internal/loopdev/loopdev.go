@@ -2,7 +2,11 @@
 // devices attached to a file, tells a grown file's device its new size and
 // detaches devices. It talks to the kernel directly (loop-control and loop
 // ioctls, sysfs), so it needs no losetup binary and never parses a tool's
-// output; it needs CAP_SYS_ADMIN and the host's /dev.
+// output; it needs CAP_SYS_ADMIN and the host's /dev. Where /dev is a copy
+// made when a container started (a kind node), loop devices the kernel
+// creates later have no node there: the package then creates the missing
+// node from the device number in sysfs, which needs CAP_MKNOD, and says so
+// in Device.NodeCreated.
 //
 // A Loops holds no state: it is safe for concurrent use, within a process
 // and with other programs that allocate loop devices. Between asking
@@ -41,10 +45,13 @@ var (
 )
 
 const (
-	devDir      = "/dev"
+	// hostDevDir is where New looks for device nodes.
+	hostDevDir  = "/dev"
 	sysBlock    = "/sys/block"
 	sysDevBlock = "/sys/dev/block"
-	loopControl = "/dev/loop-control"
+	// loopControl is the name of the loop-control node in the device
+	// directory.
+	loopControl = "loop-control"
 	// attachAttempts bounds how often Attach asks for another free device
 	// after losing one to a concurrent attach.
 	attachAttempts = 64
@@ -59,6 +66,11 @@ var loopName = regexp.MustCompile(`^loop[0-9]+$`)
 type Device struct {
 	// Path is the device node, /dev/loopN.
 	Path string
+	// NodeCreated reports that the call that returned the device created
+	// the node at Path because it was missing, as in a container whose
+	// /dev was populated when it started. Callers that log attaches may
+	// log it; the package logs nothing.
+	NodeCreated bool
 	// BackingFile is the backing file's path as the kernel reports it in
 	// sysfs, without the " (deleted)" suffix of an unlinked file. It is the
 	// path by which the file was reached when it was attached; Find compares
@@ -96,10 +108,14 @@ type Options struct {
 }
 
 // Loops attaches, finds, resizes and detaches loop devices.
-type Loops struct{}
+type Loops struct {
+	// devDir is the directory of the device nodes: /dev, or in tests a
+	// directory where nodes are missing. Empty means /dev.
+	devDir string
+}
 
 // New returns a Loops over the host's /dev and /sys.
-func New() *Loops { return &Loops{} }
+func New() *Loops { return &Loops{devDir: hostDevDir} }
 
 // Attach binds file, which must be a regular file, to a free loop device
 // and returns it. It always binds a new device; use Find first to reuse one.
@@ -120,9 +136,10 @@ func (l *Loops) Attach(file string, opts Options) (Device, error) {
 	if st.Mode&unix.S_IFMT != unix.S_IFREG {
 		return Device{}, fmt.Errorf("attach %s to a loop device: not a regular file", file)
 	}
-	ctl, err := unix.Open(loopControl, unix.O_RDWR|unix.O_CLOEXEC, 0)
+	ctlPath := l.devPath(loopControl)
+	ctl, err := unix.Open(ctlPath, unix.O_RDWR|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return Device{}, fmt.Errorf("attach %s to a loop device: open %s (is the loop module loaded and the host's /dev mounted?): %w", file, loopControl, err)
+		return Device{}, fmt.Errorf("attach %s to a loop device: open %s (is the loop module loaded and the host's /dev mounted?): %w", file, ctlPath, err)
 	}
 	defer closeFD(ctl)
 
@@ -132,14 +149,14 @@ func (l *Loops) Attach(file string, opts Options) (Device, error) {
 			return Device{}, fmt.Errorf("attach %s to a loop device: find a free loop device: %w", file, err)
 		}
 		name := "loop" + strconv.Itoa(n)
-		d, err := bind(name, fd, file, opts)
+		d, err := l.bind(name, fd, file, opts)
 		if errors.Is(err, unix.EBUSY) {
 			// Another process bound the device between GET_FREE and
 			// bind: ask for the next free one.
 			continue
 		}
 		if err != nil {
-			return Device{}, fmt.Errorf("attach %s to %s: %w", file, devPath(name), err)
+			return Device{}, fmt.Errorf("attach %s to %s: %w", file, l.devPath(name), err)
 		}
 		d.BackingFile, d.fileDev, d.fileIno = file, st.Dev, st.Ino
 		return d, nil
@@ -151,12 +168,12 @@ func (l *Loops) Attach(file string, opts Options) (Device, error) {
 // bind binds the open file fd to loop device name: LOOP_CONFIGURE, or on
 // kernels older than 5.8 LOOP_SET_FD and LOOP_SET_STATUS64. EBUSY means
 // the device is already bound.
-func bind(name string, fd int, file string, opts Options) (Device, error) {
+func (l *Loops) bind(name string, fd int, file string, opts Options) (Device, error) {
 	mode := unix.O_RDWR
 	if opts.ReadOnly {
 		mode = unix.O_RDONLY
 	}
-	dev, err := openDevice(name, mode)
+	dev, created, err := l.openDevice(name, mode)
 	if err != nil {
 		return Device{}, err
 	}
@@ -177,7 +194,7 @@ func bind(name string, fd int, file string, opts Options) (Device, error) {
 	if err != nil {
 		return Device{}, err
 	}
-	d := Device{Path: devPath(name), ReadOnly: opts.ReadOnly}
+	d := Device{Path: l.devPath(name), ReadOnly: opts.ReadOnly, NodeCreated: created}
 	if opts.DirectIO {
 		// Best effort: the device is usable without it.
 		d.DirectIO = unix.IoctlSetInt(dev, unix.LOOP_SET_DIRECT_IO, 1) == nil
@@ -209,7 +226,7 @@ func bindLegacy(dev, fd int, info *unix.LoopInfo64) error {
 // device open, and a bind mount of a detached device is a device of size
 // 0. The caller checks the mount table first.
 func (l *Loops) Detach(path string) error {
-	name, err := nameOf(path)
+	name, err := l.nameOf(path)
 	if err != nil {
 		return err
 	}
@@ -218,7 +235,7 @@ func (l *Loops) Detach(path string) error {
 	}
 	// O_EXCL on a block device claims it: EBUSY while a filesystem is
 	// mounted from it or another driver holds it.
-	dev, err := openDevice(name, unix.O_RDONLY|unix.O_EXCL)
+	dev, _, err := l.openDevice(name, unix.O_RDONLY|unix.O_EXCL)
 	switch {
 	case errors.Is(err, unix.ENXIO):
 		// Detached (or being detached) since bound() looked.
@@ -252,11 +269,11 @@ func (l *Loops) Detach(path string) error {
 // file (LOOP_SET_CAPACITY), after the file grew, and returns the device's
 // size in bytes.
 func (l *Loops) Refresh(path string) (int64, error) {
-	name, err := nameOf(path)
+	name, err := l.nameOf(path)
 	if err != nil {
 		return 0, err
 	}
-	dev, err := openDevice(name, unix.O_RDONLY)
+	dev, _, err := l.openDevice(name, unix.O_RDONLY)
 	if err != nil {
 		return 0, fmt.Errorf("refresh the size of %s: %w", path, err)
 	}
@@ -265,52 +282,62 @@ func (l *Loops) Refresh(path string) (int64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("refresh the size of %s: %w", path, err)
 	}
-	return size(name)
+	return l.size(name)
 }
 
 // Size returns the size in bytes of the device at path.
 func (l *Loops) Size(path string) (int64, error) {
-	name, err := nameOf(path)
+	name, err := l.nameOf(path)
 	if err != nil {
 		return 0, err
 	}
-	return size(name)
+	return l.size(name)
 }
 
-func size(name string) (int64, error) {
+func (l *Loops) size(name string) (int64, error) {
 	b, err := os.ReadFile(filepath.Join(sysBlock, name, "size"))
 	if err != nil {
-		return 0, fmt.Errorf("size of %s: %w", devPath(name), err)
+		return 0, fmt.Errorf("size of %s: %w", l.devPath(name), err)
 	}
 	sectors, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
 	if err != nil {
-		return 0, fmt.Errorf("size of %s: %w", devPath(name), err)
+		return 0, fmt.Errorf("size of %s: %w", l.devPath(name), err)
 	}
 	return sectors * 512, nil
 }
 
-// openDevice opens /dev/<name>.
-func openDevice(name string, mode int) (int, error) {
-	p := devPath(name)
-	fd, err := unix.Open(p, mode|unix.O_CLOEXEC|unix.O_NOCTTY, 0)
+// openDevice opens the node of loop device name in the device directory,
+// creating it when it is missing (see openMissing); created reports that
+// it did.
+func (l *Loops) openDevice(name string, mode int) (fd int, created bool, err error) {
+	p := l.devPath(name)
+	fd, err = unix.Open(p, mode|unix.O_CLOEXEC|unix.O_NOCTTY, 0)
 	if errors.Is(err, unix.ENOENT) {
-		return -1, fmt.Errorf("open %s: the device node is missing (in a container, mount the host's /dev): %w", p, err)
+		return l.openMissing(name, mode)
 	}
 	if err != nil {
-		return -1, fmt.Errorf("open %s: %w", p, err)
+		return -1, false, fmt.Errorf("open %s: %w", p, err)
 	}
-	return fd, nil
+	return fd, false, nil
 }
 
 func closeFD(fd int) { _ = unix.Close(fd) }
 
-func devPath(name string) string { return filepath.Join(devDir, name) }
+// dir returns the directory of the device nodes.
+func (l *Loops) dir() string {
+	if l.devDir == "" {
+		return hostDevDir
+	}
+	return l.devDir
+}
+
+func (l *Loops) devPath(name string) string { return filepath.Join(l.dir(), name) }
 
 // nameOf returns loopN for /dev/loopN.
-func nameOf(path string) (string, error) {
+func (l *Loops) nameOf(path string) (string, error) {
 	name := filepath.Base(path)
-	if filepath.Dir(path) != devDir || !loopName.MatchString(name) {
-		return "", fmt.Errorf("%.200q: %w (want /dev/loopN)", path, ErrNotLoop)
+	if filepath.Dir(path) != l.dir() || !loopName.MatchString(name) {
+		return "", fmt.Errorf("%.200q: %w (want %s)", path, ErrNotLoop, l.devPath("loopN"))
 	}
 	return name, nil
 }

@@ -21,7 +21,7 @@ const mountInfo = "/proc/self/mountinfo"
 // The filesystem is found by stat, not by the order of the mount table,
 // whose entries are not always listed parent first.
 func (l *Loops) BindMounts(path string) ([]string, error) {
-	if _, err := nameOf(path); err != nil {
+	if _, err := l.nameOf(path); err != nil {
 		return nil, err
 	}
 	return bindMounts(path, mountInfo)

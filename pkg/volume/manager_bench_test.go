@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dirvol/dirvol/internal/testfs"
 	"github.com/dirvol/dirvol/pkg/catalog"
 	"github.com/dirvol/dirvol/pkg/pool"
 	"golang.org/x/sync/errgroup"
@@ -18,15 +19,25 @@ import (
 	"k8s.io/klog/v2"
 )
 
-// The benchmarks below run Create and Delete against a real catalog and dir
-// pool in the test temp dir (os.TempDir, as b.TempDir uses), so every figure
-// includes the fsyncs of that filesystem; the first run logs which one it is.
-// Each run starts from a data dir holding a number of volumes made through
+// The benchmarks below run Create and Delete against a real catalog and
+// pool, so every figure includes the fsyncs of the pool's filesystem. They
+// run on each of benchBackends: the dir pool in the test temp dir
+// (os.TempDir, as b.TempDir uses), and the dir and btrfs pools on a btrfs
+// image of their own, so that the two backends meet on one filesystem. Each
+// run starts from a data dir holding a number of volumes made through
 // Manager.Create, opened and recovered as a fresh start does. `make bench`
 // runs them.
 
 // existingCounts are the numbers of volumes a run starts with.
 var existingCounts = []int{0, 1000, 10000}
+
+// imageExistingCounts are those numbers on a btrfs image: 10,000 volumes do
+// not fit in benchImageBytes, and each run makes its own.
+var imageExistingCounts = []int{0, 1000}
+
+// benchImageBytes is the size of the btrfs image of a run: room for 1,000
+// existing volumes and b.N more of benchRequest's size. The image is sparse.
+const benchImageBytes = 2 << 30
 
 // parallelCallers is the number of concurrent Create callers per CPU in
 // BenchmarkCreateParallel: Create waits on fsync, and the external
@@ -36,9 +47,6 @@ const parallelCallers = 4
 // quiet is the context of benchmark calls: the zero logger discards, so
 // recovery's summary lines stay out of the figures.
 var quiet = klog.NewContext(context.Background(), klog.Logger{})
-
-// filesystemLogged makes the filesystem show once in the output.
-var filesystemLogged sync.Once
 
 // templates caches, for the life of the process, data dirs holding a given
 // number of volumes; making 10,000 volumes costs several fsyncs each. A run
@@ -58,71 +66,116 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-func BenchmarkCreate(b *testing.B) {
-	for _, n := range existingCounts {
-		b.Run(fmt.Sprintf("existing=%d", n), func(b *testing.B) {
-			m := benchManager(b, n)
-			names := make([]string, b.N)
-			for i := range names {
-				names[i] = fmt.Sprintf("create-%d", i)
+// benchBackend is a pool backend on a filesystem, as the benchmarks run it.
+type benchBackend struct {
+	// name says the backend and the filesystem: "btrfs-on-btrfs-image".
+	name string
+	// existing are the numbers of volumes a run starts with.
+	existing []int
+	// dataDir returns the data dir of a run, which does not exist yet.
+	dataDir func(b *testing.B) string
+	// newPool opens the pool "default" rooted at the data dir.
+	newPool func(name, root string) (pool.Pool, error)
+	// templated says a run copies its existing volumes from a cached data
+	// dir. Only dir pools can: cp -a makes directories, not subvolumes.
+	templated bool
+}
+
+// benchBackends returns the backends the benchmarks compare, each in its
+// own sub-benchmark.
+func benchBackends(b *testing.B) []benchBackend {
+	b.Helper()
+	return []benchBackend{
+		{name: "dir-on-tmpdir-" + filesystemName(b, os.TempDir()), existing: existingCounts,
+			dataDir: tempDataDir, newPool: newDirPool, templated: true},
+		{name: "dir-on-btrfs-image", existing: imageExistingCounts, dataDir: imageDataDir, newPool: newDirPool},
+		{name: "btrfs-on-btrfs-image", existing: imageExistingCounts, dataDir: imageDataDir, newPool: newBtrfsPool},
+	}
+}
+
+func tempDataDir(b *testing.B) string { return filepath.Join(b.TempDir(), "data") }
+
+// imageDataDir puts the data dir on a fresh loop-mounted btrfs filesystem,
+// unmounted when the run ends. It skips the run when that cannot be made
+// (not root, or no mkfs.btrfs).
+func imageDataDir(b *testing.B) string {
+	return filepath.Join(testfs.Mount(b, testfs.Btrfs, benchImageBytes), "data")
+}
+
+func newDirPool(name, root string) (pool.Pool, error) { return pool.NewDir(name, root) }
+
+func newBtrfsPool(name, root string) (pool.Pool, error) { return pool.NewBtrfs(name, root) }
+
+// forEachRun runs fn as a sub-benchmark per backend and existing count.
+func forEachRun(b *testing.B, fn func(b *testing.B, be benchBackend, n int)) {
+	for _, be := range benchBackends(b) {
+		b.Run(be.name, func(b *testing.B) {
+			for _, n := range be.existing {
+				b.Run(fmt.Sprintf("existing=%d", n), func(b *testing.B) { fn(b, be, n) })
 			}
-			b.ResetTimer()
-			for i := 0; i < b.N; i++ {
-				if _, err := m.Create(quiet, benchRequest(names[i])); err != nil {
-					b.Fatalf("Create(%s): %v", names[i], err)
-				}
-			}
-			reportOpsPerSecond(b)
 		})
 	}
+}
+
+func BenchmarkCreate(b *testing.B) {
+	forEachRun(b, func(b *testing.B, be benchBackend, n int) {
+		m := benchManager(b, be, n)
+		names := make([]string, b.N)
+		for i := range names {
+			names[i] = fmt.Sprintf("create-%d", i)
+		}
+		b.ResetTimer()
+		for i := 0; i < b.N; i++ {
+			if _, err := m.Create(quiet, benchRequest(names[i])); err != nil {
+				b.Fatalf("Create(%s): %v", names[i], err)
+			}
+		}
+		reportOpsPerSecond(b)
+	})
 }
 
 // BenchmarkCreateParallel measures the throughput of Create called by
 // parallelCallers goroutines per CPU, each volume with its own name.
 func BenchmarkCreateParallel(b *testing.B) {
-	for _, n := range existingCounts {
-		b.Run(fmt.Sprintf("existing=%d", n), func(b *testing.B) {
-			m := benchManager(b, n)
-			var next atomic.Int64
-			b.SetParallelism(parallelCallers)
-			b.ResetTimer()
-			b.RunParallel(func(pb *testing.PB) {
-				for pb.Next() {
-					name := fmt.Sprintf("parallel-%d", next.Add(1))
-					if _, err := m.Create(quiet, benchRequest(name)); err != nil {
-						b.Errorf("Create(%s): %v", name, err)
-						return
-					}
+	forEachRun(b, func(b *testing.B, be benchBackend, n int) {
+		m := benchManager(b, be, n)
+		var next atomic.Int64
+		b.SetParallelism(parallelCallers)
+		b.ResetTimer()
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				name := fmt.Sprintf("parallel-%d", next.Add(1))
+				if _, err := m.Create(quiet, benchRequest(name)); err != nil {
+					b.Errorf("Create(%s): %v", name, err)
+					return
 				}
-			})
-			reportOpsPerSecond(b)
+			}
 		})
-	}
+		reportOpsPerSecond(b)
+	})
 }
 
 // BenchmarkDelete deletes b.N volumes made, before the timer starts, on top
 // of the existing ones.
 func BenchmarkDelete(b *testing.B) {
-	for _, n := range existingCounts {
-		b.Run(fmt.Sprintf("existing=%d", n), func(b *testing.B) {
-			m := benchManager(b, n)
-			ids := make([]string, b.N)
-			for i := range ids {
-				v, err := m.Create(quiet, benchRequest(fmt.Sprintf("delete-%d", i)))
-				if err != nil {
-					b.Fatalf("Create: %v", err)
-				}
-				ids[i] = v.ID
+	forEachRun(b, func(b *testing.B, be benchBackend, n int) {
+		m := benchManager(b, be, n)
+		ids := make([]string, b.N)
+		for i := range ids {
+			v, err := m.Create(quiet, benchRequest(fmt.Sprintf("delete-%d", i)))
+			if err != nil {
+				b.Fatalf("Create: %v", err)
 			}
-			b.ResetTimer()
-			for i := 0; i < b.N; i++ {
-				if err := m.Delete(quiet, ids[i]); err != nil {
-					b.Fatalf("Delete(%s): %v", ids[i], err)
-				}
+			ids[i] = v.ID
+		}
+		b.ResetTimer()
+		for i := 0; i < b.N; i++ {
+			if err := m.Delete(quiet, ids[i]); err != nil {
+				b.Fatalf("Delete(%s): %v", ids[i], err)
 			}
-			reportOpsPerSecond(b)
-		})
-	}
+		}
+		reportOpsPerSecond(b)
+	})
 }
 
 func reportOpsPerSecond(b *testing.B) {
@@ -143,21 +196,26 @@ func benchRequest(name string) CreateRequest {
 	}
 }
 
-// benchManager returns a recovered manager over a fresh copy of a data dir
-// holding n volumes, with the copy flushed to disk so that its writeback
-// does not land inside the timed loop.
-func benchManager(b *testing.B, n int) *Manager {
+// benchManager returns a recovered manager of backend be over a fresh data
+// dir holding n volumes, copied from a template or made in place, with the
+// data flushed to disk so that its writeback does not land inside the timed
+// loop.
+func benchManager(b *testing.B, be benchBackend, n int) *Manager {
 	b.Helper()
-	dir := filepath.Join(b.TempDir(), "data")
-	filesystemLogged.Do(func() { logFilesystem(b, filepath.Dir(dir)) })
-	if n == 0 {
+	dir := be.dataDir(b)
+	switch {
+	case n > 0 && be.templated:
+		copyDir(b, template(b, n), dir)
+	default:
 		if err := os.Mkdir(dir, 0o711); err != nil {
 			b.Fatal(err)
 		}
-	} else {
-		copyDir(b, template(b, n), dir)
+		if n > 0 {
+			populate(b, openManager(b, dir, be.newPool), 0, n)
+			syncFS(b, dir)
+		}
 	}
-	m := openManager(b, dir)
+	m := openManager(b, dir, be.newPool)
 	if got := len(m.List()); got != n {
 		b.Fatalf("data dir holds %d volumes after recovery, want %d", got, n)
 	}
@@ -165,15 +223,15 @@ func benchManager(b *testing.B, n int) *Manager {
 }
 
 // openManager opens dir as the driver opens its data dir: the catalog under
-// dir/catalog and the pool "default" rooted at dir. It returns the manager
-// once recovered.
-func openManager(b *testing.B, dir string) *Manager {
+// dir/catalog and the pool "default", made by newPool, rooted at dir. It
+// returns the manager once recovered.
+func openManager(b *testing.B, dir string, newPool func(name, root string) (pool.Pool, error)) *Manager {
 	b.Helper()
 	cat, problems, err := catalog.Open(filepath.Join(dir, "catalog"))
 	if err != nil || len(problems) != 0 {
 		b.Fatalf("catalog.Open: %v, problems %v", err, problems)
 	}
-	p, err := pool.NewDir("default", dir)
+	p, err := newPool("default", dir)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -187,8 +245,9 @@ func openManager(b *testing.B, dir string) *Manager {
 	return m
 }
 
-// template returns a cached data dir holding n volumes, making it from the
-// largest smaller one when missing. Do not modify it: copy it.
+// template returns a cached data dir of a dir pool holding n volumes,
+// making it from the largest smaller one when missing. Do not modify it:
+// copy it.
 func template(b *testing.B, n int) string {
 	b.Helper()
 	templates.mu.Lock()
@@ -216,7 +275,7 @@ func template(b *testing.B, n int) string {
 	if src != "" {
 		copyDir(b, src, dir)
 	}
-	populate(b, openManager(b, dir), base, n)
+	populate(b, openManager(b, dir, newDirPool), base, n)
 	syncFS(b, dir)
 	templates.dirs[n] = dir
 	return dir
@@ -261,20 +320,19 @@ func populate(b *testing.B, m *Manager, from, to int) {
 	}
 }
 
-// logFilesystem logs the filesystem that dir is on.
-func logFilesystem(b *testing.B, dir string) {
+// filesystemName names the filesystem that dir is on, for benchmark names.
+func filesystemName(b *testing.B, dir string) string {
 	b.Helper()
 	var st unix.Statfs_t
 	if err := unix.Statfs(dir, &st); err != nil {
 		b.Fatalf("statfs %s: %v", dir, err)
 	}
 	names := map[uint32]string{
-		unix.TMPFS_MAGIC: "tmpfs", unix.EXT4_SUPER_MAGIC: "ext2/3/4", unix.XFS_SUPER_MAGIC: "xfs",
+		unix.TMPFS_MAGIC: "tmpfs", unix.EXT4_SUPER_MAGIC: "ext4", unix.XFS_SUPER_MAGIC: "xfs",
 		unix.BTRFS_SUPER_MAGIC: "btrfs", unix.OVERLAYFS_SUPER_MAGIC: "overlayfs", 0x2fc12fc1: "zfs",
 	}
-	name, ok := names[uint32(st.Type)]
-	if !ok {
-		name = "unknown"
+	if name, ok := names[uint32(st.Type)]; ok {
+		return name
 	}
-	b.Logf("data dirs under %s: filesystem %s (statfs magic 0x%x)", os.TempDir(), name, uint32(st.Type))
+	return fmt.Sprintf("fs0x%x", uint32(st.Type))
 }
