@@ -166,6 +166,12 @@ func (d *Dir) Exists(id string) (bool, error) {
 	if err != nil {
 		return false, err
 	}
+	return isDir(p)
+}
+
+// isDir reports whether p is a directory, without following a link; a
+// missing p is false, anything else at p an error.
+func isDir(p string) (bool, error) {
 	fi, err := os.Lstat(p)
 	switch {
 	case errors.Is(err, os.ErrNotExist):

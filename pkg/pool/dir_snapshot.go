@@ -1,7 +1,6 @@
 package pool
 
 import (
-	"errors"
 	"fmt"
 	"os"
 )
@@ -35,16 +34,7 @@ func (d *Dir) SnapshotExists(snapID string) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	fi, err := os.Lstat(p)
-	switch {
-	case errors.Is(err, os.ErrNotExist):
-		return false, nil
-	case err != nil:
-		return false, err
-	case !fi.IsDir():
-		return false, fmt.Errorf("%s is not a directory", p)
-	}
-	return true, nil
+	return isDir(p)
 }
 
 // RemoveSnapshot implements Pool like Remove: the snapshot's directory is
