@@ -84,7 +84,7 @@ func needRoot(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("loop devices need root")
 	}
-	if _, err := os.Stat(loopControl); err != nil {
+	if _, err := os.Stat(filepath.Join(hostDevDir, loopControl)); err != nil {
 		t.Skipf("no loop devices here: %v", err)
 	}
 }
