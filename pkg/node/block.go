@@ -153,7 +153,7 @@ func (s *Server) deviceFor(ctx context.Context, file string, devs []loopdev.Devi
 	if err != nil {
 		return loopdev.Device{}, false, err
 	}
-	klog.FromContext(ctx).V(2).Info("Loop device attached", "device", d.Path, "file", file, "readOnly", readOnly, "directIO", d.DirectIO)
+	klog.FromContext(ctx).V(2).Info("Loop device attached", "device", d.Path, "file", file, "readOnly", readOnly, "directIO", d.DirectIO, "nodeCreated", d.NodeCreated)
 	return d, true, nil
 }
 
