@@ -111,7 +111,7 @@ type searchArgs struct {
 
 // searchHeader is struct btrfs_ioctl_search_header, in host byte order.
 type searchHeader struct {
-	transID  uint64
+	_        uint64 // transid: unused, kept for the kernel layout
 	objectID uint64
 	offset   uint64
 	typ      uint32

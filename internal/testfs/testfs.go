@@ -46,7 +46,7 @@ func Mount(t testing.TB, k Kind, size int64) string {
 	if os.Geteuid() != 0 {
 		t.Skipf("a loop-mounted %s filesystem needs root", k)
 	}
-	tool, args := mkfsArgs(k, "")
+	tool, _ := mkfsArgs(k, "")
 	if _, err := exec.LookPath(tool); err != nil {
 		t.Skipf("%s not installed (apt-get install %s): %v", tool, pkgOf(k), err)
 	}
@@ -68,7 +68,7 @@ func Mount(t testing.TB, k Kind, size int64) string {
 		t.Fatal(err)
 	}
 	f.Close()
-	_, args = mkfsArgs(k, image)
+	_, args := mkfsArgs(k, image)
 	run(t, tool, args...)
 	run(t, "mount", "-o", "loop", image, mnt)
 	// Cleanups run last-in first-out: this one runs before TempDir's

@@ -71,11 +71,12 @@ func TestCreateSnapshot(t *testing.T) {
 		}
 	}
 
-	// Idempotent by name and source.
+	// Idempotent by name and source, and a retry changes nothing on disk.
 	before := tree(t, e.root)
 	if again := mustSnapshot(t, m, snapRequest("snap-1", v.ID)); again.ID != s.ID {
 		t.Errorf("retry made %s, first was %s", again.ID, s.ID)
 	}
+	sameTree(t, "disk after a retry", before, tree(t, e.root))
 	other := mustCreate(t, m, request("pv-2"))
 	before = tree(t, e.root)
 	if _, err := m.CreateSnapshot(context.Background(), snapRequest("snap-1", other.ID)); !errors.Is(err, ErrConflict) {

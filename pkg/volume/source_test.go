@@ -16,11 +16,10 @@ import (
 // "source data"), a snapshot of it, a block volume (1Mi, default pool) and
 // a snapshot of that.
 type sources struct {
-	e                     *env
-	m                     *Manager
-	vol, blockVol         Volume
-	snap, blockSnap       Snapshot
-	volData, snapDataPath string
+	e               *env
+	m               *Manager
+	vol, blockVol   Volume
+	snap, blockSnap Snapshot
 }
 
 func newSources(t *testing.T) *sources {
