@@ -38,9 +38,10 @@ sanity-binary: build ## Run the csi-sanity command-line binary against bin/dirvo
 	./hack/sanity-binary.sh
 
 .PHONY: bench
-bench: ## Print figures: volume create/delete at 0, 1k, 10k volumes; driver start time and memory at 0, 10k. Runs on TMPDIR's filesystem (default /tmp); ~5 min.
+bench: ## Print figures: volume create/delete at 0, 1k, 10k volumes (dir pool on TMPDIR's filesystem, dir and btrfs pools on a btrfs image); snapshot/restore of 1 GiB per backend; driver start time and memory at 0, 10k. Needs root for the images; ~20 min.
 	@tmp="$${TMPDIR:-/tmp}"; echo "bench: temp dir $$tmp is on $$(stat -f -c %T "$$tmp")"
 	go test -run '^$$' -bench . -benchtime 200x -timeout 30m ./pkg/volume/
+	go test -run '^$$' -bench Snapshot -benchtime 3x -timeout 30m ./pkg/pool/
 	go test -run '^$$' -bench . -benchtime 3x -timeout 30m ./test/bench/
 
 .PHONY: lint

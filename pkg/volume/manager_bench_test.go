@@ -102,9 +102,15 @@ func imageDataDir(b *testing.B) string {
 	return filepath.Join(testfs.Mount(b, testfs.Btrfs, benchImageBytes), "data")
 }
 
-func newDirPool(name, root string) (pool.Pool, error) { return pool.NewDir(name, root) }
+// The pools log nothing: quiet discards what recovery logs, and the zero
+// klog.Logger does the same for what NewBtrfs logs.
+func newDirPool(name, root string) (pool.Pool, error) {
+	return pool.NewDir(name, root, pool.WithLogger(klog.Logger{}))
+}
 
-func newBtrfsPool(name, root string) (pool.Pool, error) { return pool.NewBtrfs(name, root) }
+func newBtrfsPool(name, root string) (pool.Pool, error) {
+	return pool.NewBtrfs(name, root, pool.WithLogger(klog.Logger{}))
+}
 
 // forEachRun runs fn as a sub-benchmark per backend and existing count.
 func forEachRun(b *testing.B, fn func(b *testing.B, be benchBackend, n int)) {
