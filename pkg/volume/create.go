@@ -116,7 +116,7 @@ func (m *Manager) Create(ctx context.Context, req CreateRequest) (Volume, error)
 	spec := pool.VolumeSpec{Bytes: size, Block: req.Block, Perm: req.Permissions,
 		FromSnapshot: req.SourceSnapshotID, FromVolume: req.SourceVolumeID}
 	if err := p.Create(v.ID, spec); err != nil {
-		return Volume{}, m.rollbackCreate(ctx, p, v, fmt.Errorf("make volume %s in pool %q: %w", v.ID, v.Pool, err))
+		return Volume{}, m.rollbackCreate(ctx, p, v, fmt.Errorf("make volume %s in pool %q: %w", v.ID, v.Pool, poolErr(err)))
 	}
 	v.State = catalog.StateReady
 	if err := m.cat.Put(v); err != nil {

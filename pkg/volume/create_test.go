@@ -301,3 +301,30 @@ func TestCreateConcurrent(t *testing.T) {
 		t.Errorf("promised %d, want %d", c.Promised, names*(10<<20))
 	}
 }
+
+// fullPool fails every create as a full filesystem or a btrfs limit does.
+type fullPool struct {
+	pool.Pool
+	errno error
+}
+
+func (p fullPool) Create(string, pool.VolumeSpec) error {
+	return &os.PathError{Op: "write", Path: "block.img", Err: p.errno}
+}
+
+func TestCreateOnFullPoolIsNoSpace(t *testing.T) {
+	for _, errno := range []error{syscall.ENOSPC, syscall.EDQUOT} {
+		t.Run(errno.Error(), func(t *testing.T) {
+			e := newEnv(t)
+			e.pools["default"] = fullPool{e.dirs["default"], errno}
+			m := e.recovered(t)
+			_, err := m.Create(context.Background(), request("pv-1"))
+			if !errors.Is(err, ErrNoSpace) || !errors.Is(err, errno) {
+				t.Fatalf("Create = %v, want ErrNoSpace wrapping %v", err, errno)
+			}
+			if n := len(m.List()); n != 0 {
+				t.Errorf("%d volumes listed after a failed create", n)
+			}
+		})
+	}
+}

@@ -1,6 +1,11 @@
 package volume
 
-import "errors"
+import (
+	"errors"
+	"fmt"
+
+	"golang.org/x/sys/unix"
+)
 
 var (
 	// ErrNotFound means no volume has the given ID (or the ID is not one
@@ -31,3 +36,14 @@ var (
 	// ErrNotReady means recovery has not finished.
 	ErrNotReady = errors.New("volume catalog is still being recovered")
 )
+
+// poolErr marks a pool failure caused by a full filesystem or a btrfs limit
+// (a copy into a dir pool, a block file grown past the free space) as
+// ErrNoSpace, so the CO is told "resource exhausted", which it retries or
+// reschedules, instead of an internal error.
+func poolErr(err error) error {
+	if errors.Is(err, unix.ENOSPC) || errors.Is(err, unix.EDQUOT) {
+		return fmt.Errorf("%w: %w", ErrNoSpace, err)
+	}
+	return err
+}

@@ -72,7 +72,7 @@ func (m *Manager) Expand(ctx context.Context, id string, requiredBytes, limitByt
 	// never enforced.
 	if err := p.Expand(v.ID, requiredBytes); err != nil {
 		m.ledger.setCapacity(v.ID, old)
-		return Volume{}, fmt.Errorf("expand volume %s in pool %q to %s: %w", v.ID, v.Pool, human(requiredBytes), err)
+		return Volume{}, fmt.Errorf("expand volume %s in pool %q to %s: %w", v.ID, v.Pool, human(requiredBytes), poolErr(err))
 	}
 	v.CapacityBytes = requiredBytes
 	if err := m.cat.Put(v); err != nil {

@@ -66,7 +66,7 @@ func (m *Manager) CreateSnapshot(ctx context.Context, req SnapshotRequest) (Snap
 		return Snapshot{}, err
 	}
 	if err := p.Snapshot(src.ID, s.ID); err != nil {
-		return Snapshot{}, m.rollbackSnapshot(ctx, p, s, fmt.Errorf("snapshot volume %s in pool %q: %w", src.ID, src.Pool, err))
+		return Snapshot{}, m.rollbackSnapshot(ctx, p, s, fmt.Errorf("snapshot volume %s in pool %q: %w", src.ID, src.Pool, poolErr(err)))
 	}
 	s.State = catalog.StateReady
 	if err := m.cat.PutSnapshot(s); err != nil {
