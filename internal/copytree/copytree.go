@@ -105,7 +105,7 @@ func Copy(src, dst string) (Stats, error) {
 	if err := c.copyDir(sfd, dfd, "."); err != nil {
 		return c.stats, fmt.Errorf("copy %s to %s: %w", src, dst, err)
 	}
-	if err := c.finishDir(sfd, dfd, &st, unix.AT_FDCWD, dst); err != nil {
+	if err := c.setAttrs(sfd, dfd, &st, unix.AT_FDCWD, dst); err != nil {
 		return c.stats, fmt.Errorf("copy %s to %s: %w", src, dst, err)
 	}
 	return c.stats, nil
@@ -242,12 +242,14 @@ func (c *copier) copySubdir(sparent, dparent int, name, rel string) error {
 	if err := c.copyDir(sfd, dfd, rel); err != nil {
 		return err
 	}
-	return c.finishDir(sfd, dfd, &st, dparent, name)
+	return c.setAttrs(sfd, dfd, &st, dparent, name)
 }
 
-// finishDir gives a filled destination directory its source's attributes.
-// Its times are set last, as filling it changed them.
-func (c *copier) finishDir(sfd, dfd int, st *unix.Stat_t, dparent int, name string) error {
+// setAttrs gives a filled destination file or directory its source's
+// attributes. Owner before mode: chown clears setuid and setgid. Extended
+// attributes after the data and the owner, as writing and chown clear
+// security.capability. Times last, as filling a directory changed them.
+func (c *copier) setAttrs(sfd, dfd int, st *unix.Stat_t, dparent int, name string) error {
 	if err := unix.Fchown(dfd, int(st.Uid), int(st.Gid)); err != nil {
 		return fmt.Errorf("set owner: %w", err)
 	}
@@ -298,19 +300,7 @@ func (c *copier) copyFile(sparent, dparent int, name, rel string) error {
 	}
 	c.stats.Files++
 	c.stats.Bytes += st.Size
-	// Owner before mode: chown clears setuid and setgid. Extended
-	// attributes after the data and the owner, as writing and chown clear
-	// security.capability.
-	if err := unix.Fchown(dfd, int(st.Uid), int(st.Gid)); err != nil {
-		return fmt.Errorf("set owner: %w", err)
-	}
-	if err := c.copyXattrs(fdXattrs(sfd), fdXattrs(dfd)); err != nil {
-		return err
-	}
-	if err := unix.Fchmod(dfd, st.Mode&07777); err != nil {
-		return fmt.Errorf("set mode: %w", err)
-	}
-	if err := setTimes(dparent, name, &st); err != nil {
+	if err := c.setAttrs(sfd, dfd, &st, dparent, name); err != nil {
 		return err
 	}
 	if st.Nlink > 1 {
