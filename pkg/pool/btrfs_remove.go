@@ -97,20 +97,28 @@ func (b *Btrfs) PurgeTrash() error {
 // top-level subvolume, whose group is never dropped.
 const firstSubvolumeID = 256
 
+// subvolumeAt returns the ID of the subvolume at p, errPlainDir when p is a
+// plain directory, and missing when nothing is there. The descriptor it
+// opens is closed on return: btrfs deletes nothing while one is open.
+func subvolumeAt(p string, missing error) (uint64, error) {
+	var id uint64
+	err := withVolume(p, missing, func(fd int, subvol bool) (err error) {
+		if !subvol {
+			return errPlainDir
+		}
+		id, err = btrfs.SubvolumeID(fd)
+		return err
+	})
+	return id, err
+}
+
 // purge deletes trash entry name, a subvolume or a plain directory.
 func (b *Btrfs) purge(name string) error {
 	p, err := within(b.dir.trash, name)
 	if err != nil {
 		return err
 	}
-	var subvolID uint64
-	err = withVolume(p, ErrNotFound, func(fd int, subvol bool) (err error) {
-		if !subvol {
-			return errPlainDir
-		}
-		subvolID, err = btrfs.SubvolumeID(fd)
-		return err
-	})
+	subvolID, err := subvolumeAt(p, ErrNotFound)
 	switch {
 	case errors.Is(err, ErrNotFound):
 		return nil

@@ -107,14 +107,7 @@ func (b *Btrfs) RemoveSnapshot(snapID string) error {
 	if err != nil {
 		return err
 	}
-	var subvolID uint64
-	err = withVolume(p, ErrSnapshotNotFound, func(fd int, subvol bool) (err error) {
-		if !subvol {
-			return errPlainDir
-		}
-		subvolID, err = btrfs.SubvolumeID(fd)
-		return err
-	})
+	subvolID, err := subvolumeAt(p, ErrSnapshotNotFound)
 	switch {
 	case errors.Is(err, ErrSnapshotNotFound):
 		return nil
