@@ -41,6 +41,7 @@ const (
 	CSIProvisioner        = "csi-provisioner"
 	CSISnapshotter        = "csi-snapshotter"
 	SnapshotController    = "snapshot-controller"
+	Kubelet               = "kubelet"
 )
 
 // component is one binary: the build module it comes from, its main
@@ -72,6 +73,9 @@ var components = []component{
 	{CSIProvisioner, "external-provisioner", "github.com/kubernetes-csi/external-provisioner/v6/cmd/csi-provisioner", "-X main.version=" + ProvisionerVersion},
 	{CSISnapshotter, "external-snapshotter", "github.com/kubernetes-csi/external-snapshotter/v8/cmd/csi-snapshotter", "-X main.version=" + SnapshotterVersion},
 	{SnapshotController, "external-snapshotter", "github.com/kubernetes-csi/external-snapshotter/v8/cmd/snapshot-controller", "-X main.version=" + SnapshotterVersion},
+	// The real node's kubelet: last, so the control plane's packages it
+	// shares are already compiled.
+	{Kubelet, "kubernetes", "k8s.io/kubernetes/cmd/kubelet", kubeLDFlags},
 }
 
 // Set maps a binary name to its path.

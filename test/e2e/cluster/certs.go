@@ -13,6 +13,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 )
 
@@ -24,18 +25,20 @@ type pki struct {
 	caKey  *ecdsa.PrivateKey
 
 	CAFile string
-	// ServingCert/ServingKey: kube-apiserver's serving certificate, for
-	// 127.0.0.1 and localhost.
+	// ServingCert/ServingKey: kube-apiserver's serving certificate
+	// (apiServerNames).
 	ServingCert, ServingKey string
 	// AdminCert/AdminKey: a client in group system:masters, used by the
-	// tests and by every component (there is no kubelet whose rights would
-	// need narrowing).
+	// tests, by every control-plane component, and by kube-apiserver as
+	// its client certificate towards a real node's kubelet.
 	AdminCert, AdminKey string
 	// SAKey/SAPub: the service account token signing key pair.
 	SAKey, SAPub string
 }
 
-func newPKI(dir string) (*pki, error) {
+// newPKI makes the cluster's CA and certificates in dir; apiIPs are extra
+// addresses kube-apiserver serves on.
+func newPKI(dir string, apiIPs ...net.IP) (*pki, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
@@ -65,10 +68,10 @@ func newPKI(dir string) (*pki, error) {
 	if err := writePEM(p.CAFile, "CERTIFICATE", der); err != nil {
 		return nil, err
 	}
-	if p.ServingCert, p.ServingKey, err = p.issue("kube-apiserver", nil, true); err != nil {
+	if p.ServingCert, p.ServingKey, err = p.issue("kube-apiserver", nil, apiServerNames(apiIPs...)); err != nil {
 		return nil, err
 	}
-	if p.AdminCert, p.AdminKey, err = p.issue("admin", []string{"system:masters"}, false); err != nil {
+	if p.AdminCert, p.AdminKey, err = p.issue("admin", []string{"system:masters"}, nil); err != nil {
 		return nil, err
 	}
 	if err := p.serviceAccountKeys(); err != nil {
@@ -77,9 +80,28 @@ func newPKI(dir string) (*pki, error) {
 	return p, nil
 }
 
-// issue signs a certificate for name: a server certificate for loopback, or
-// a client certificate in the given groups.
-func (p *pki) issue(name string, groups []string, server bool) (certFile, keyFile string, err error) {
+// serverNames are the addresses a serving certificate is for; nil makes a
+// client certificate.
+type serverNames struct {
+	ips []net.IP
+	dns []string
+}
+
+// apiServerNames are kube-apiserver's: loopback, and the kubernetes.default
+// Service's names and ClusterIP (the API server checks its own certificate
+// against that IP at start; pods of a real node connect to it), plus the
+// extra addresses it serves on.
+func apiServerNames(extra ...net.IP) *serverNames {
+	return &serverNames{
+		ips: append([]net.IP{net.IPv4(127, 0, 0, 1), net.IPv4(10, 0, 0, 1)}, extra...),
+		dns: []string{"localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc"},
+	}
+}
+
+// issue signs a certificate for name: a serving certificate for server's
+// names when server is set, otherwise a client certificate in the given
+// groups.
+func (p *pki) issue(name string, groups []string, server *serverNames) (certFile, keyFile string, err error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return "", "", err
@@ -96,14 +118,10 @@ func (p *pki) issue(name string, groups []string, server bool) (certFile, keyFil
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
 	}
-	if server {
+	if server != nil {
 		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
-		tmpl.IPAddresses = []net.IP{net.IPv4(127, 0, 0, 1)}
-		// kubernetes.default.svc names are what in-cluster clients would
-		// use; nothing here does, but the API server checks its own
-		// certificate against its service IP at start.
-		tmpl.IPAddresses = append(tmpl.IPAddresses, net.IPv4(10, 0, 0, 1))
-		tmpl.DNSNames = []string{"localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc"}
+		tmpl.IPAddresses = server.ips
+		tmpl.DNSNames = server.dns
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, p.caCert, &key.PublicKey, p.caKey)
 	if err != nil {
@@ -113,8 +131,9 @@ func (p *pki) issue(name string, groups []string, server bool) (certFile, keyFil
 	if err != nil {
 		return "", "", err
 	}
-	certFile = filepath.Join(p.dir, name+".crt")
-	keyFile = filepath.Join(p.dir, name+".key")
+	file := strings.ReplaceAll(name, ":", "_") // system:node:<name>
+	certFile = filepath.Join(p.dir, file+".crt")
+	keyFile = filepath.Join(p.dir, file+".key")
 	if err := writePEM(certFile, "CERTIFICATE", der); err != nil {
 		return "", "", err
 	}

@@ -1,8 +1,10 @@
 // Package cluster runs a Kubernetes control plane built from source (etcd,
 // kube-apiserver, kube-controller-manager, kube-scheduler) on loopback, with
 // N kubelet-less nodes, each with its own dirvol process and the sidecars of
-// deploy/'s DaemonSet. Pods get scheduled but never run, which is all that
-// WaitForFirstConsumer provisioning, reclaim and capacity need.
+// deploy/'s DaemonSet. Pods on those get scheduled but never run, which is
+// all that WaitForFirstConsumer provisioning, reclaim and capacity need.
+// Optionally one real node (containerd and a kubelet, realnode.go) runs pods
+// for real; the cluster then lives in a network namespace of the tests'.
 package cluster
 
 import (
@@ -10,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -59,6 +62,12 @@ type Options struct {
 	Log io.Writer
 	// Keep leaves Dir in place when the cluster stops (or fails to start).
 	Keep bool
+	// RealNode, when set, adds a node run by a real kubelet and
+	// containerd. The process must be inside the tests' network namespace
+	// (package netns): kube-apiserver then listens on every address of
+	// that namespace, port 443, so pods reach it at the kubernetes
+	// Service's ClusterIP.
+	RealNode *RealNodeOptions
 }
 
 // Node is one kubelet-less node and its node plugin.
@@ -86,6 +95,8 @@ type Cluster struct {
 	// Namespace is the namespace of deploy/'s node plugin, where the
 	// provisioners publish CSIStorageCapacity objects.
 	Namespace string
+	// Real is the real node (Options.RealNode), nil without one.
+	Real *RealNode
 
 	opts    Options
 	dir     string
@@ -95,6 +106,8 @@ type Cluster struct {
 	base    []*unstructured.Unstructured // rendered deploy/base
 	etcdURL string
 	apiURL  string
+
+	kcm *process // stopped first when draining the real node
 
 	mu    sync.Mutex
 	procs []*process
@@ -125,7 +138,11 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 	if ns := manifests.Select(c.base, "Namespace"); len(ns) == 1 {
 		c.Namespace = ns[0].GetName()
 	}
-	if c.pki, err = newPKI(filepath.Join(c.dir, "pki")); err != nil {
+	var apiIPs []net.IP
+	if opts.RealNode != nil {
+		apiIPs = append(apiIPs, net.ParseIP(opts.RealNode.IP))
+	}
+	if c.pki, err = newPKI(filepath.Join(c.dir, "pki"), apiIPs...); err != nil {
 		return nil, err
 	}
 	begin := time.Now()
@@ -151,6 +168,12 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 		if err := c.addNode(ctx, no); err != nil {
 			return nil, fmt.Errorf("node %s: %w", no.Name, err)
 		}
+	}
+	if o := opts.RealNode; o != nil {
+		if err := c.startRealNode(ctx, *o); err != nil {
+			return nil, fmt.Errorf("real node %s: %w", o.Name, err)
+		}
+		fmt.Fprintf(opts.Log, "e2e: real node %s Ready after %s\n", o.Name, time.Since(begin).Round(time.Millisecond))
 	}
 	hbCtx, cancel := context.WithCancel(context.Background())
 	c.stop = cancel
@@ -291,9 +314,14 @@ func (c *Cluster) Tails(n int, names ...string) string {
 }
 
 // Stop stops every component in reverse start order, unmounts the small
-// disks and removes the run directory unless keep is set.
+// disks and removes the run directory unless keep is set. A real node is
+// drained first (its pods deleted through the API while its kubelet runs)
+// and its containerd stops last; Leftovers then says what remains on the
+// host.
 func (c *Cluster) Stop(keep bool) {
+	c.drainRealNode()
 	c.stopProcesses()
+	c.teardownRealNode()
 	if !keep {
 		os.RemoveAll(c.dir)
 	}

@@ -55,20 +55,41 @@ func (c *Cluster) startAPIServer(ctx context.Context) error {
 		return err
 	}
 	c.apiURL = "https://127.0.0.1:" + strconv.Itoa(port)
-	p, err := c.start(binaries.KubeAPIServer, c.bins.Path(binaries.KubeAPIServer), []string{
-		"--etcd-servers=" + c.etcdURL,
+	where := []string{
 		"--bind-address=127.0.0.1",
 		"--advertise-address=127.0.0.1",
 		"--secure-port=" + strconv.Itoa(port),
 		// The default reconciler refuses a loopback advertise address;
 		// nothing needs the kubernetes Service endpoints here.
 		"--endpoint-reconciler-type=none",
-		"--cert-dir=" + filepath.Join(c.dir, "apiserver-certs"),
-		"--tls-cert-file=" + c.pki.ServingCert,
-		"--tls-private-key-file=" + c.pki.ServingKey,
-		"--client-ca-file=" + c.pki.CAFile,
-		"--service-account-key-file=" + c.pki.SAPub,
-		"--service-account-signing-key-file=" + c.pki.SAKey,
+	}
+	if r := c.opts.RealNode; r != nil {
+		// Inside the tests' network namespace: every address there is
+		// the tests'. Pods reach the API server at the kubernetes
+		// Service's ClusterIP and port (443), with no kube-proxy: that
+		// address is on the namespace's loopback (netns.ServiceIP).
+		c.apiURL = "https://" + r.IP + ":443"
+		where = []string{
+			"--bind-address=0.0.0.0",
+			"--advertise-address=" + r.IP,
+			"--secure-port=443",
+			// logs, exec, port-forward: to the kubelet's address, with
+			// the kubelet's serving certificate checked against the CA.
+			"--kubelet-certificate-authority=" + c.pki.CAFile,
+			"--kubelet-client-certificate=" + c.pki.AdminCert,
+			"--kubelet-client-key=" + c.pki.AdminKey,
+			"--kubelet-preferred-address-types=InternalIP",
+		}
+	}
+	p, err := c.start(binaries.KubeAPIServer, c.bins.Path(binaries.KubeAPIServer), append([]string{
+		"--etcd-servers=" + c.etcdURL,
+	}, append(where,
+		"--cert-dir="+filepath.Join(c.dir, "apiserver-certs"),
+		"--tls-cert-file="+c.pki.ServingCert,
+		"--tls-private-key-file="+c.pki.ServingKey,
+		"--client-ca-file="+c.pki.CAFile,
+		"--service-account-key-file="+c.pki.SAPub,
+		"--service-account-signing-key-file="+c.pki.SAKey,
 		"--service-account-issuer=https://kubernetes.default.svc",
 		"--service-cluster-ip-range=10.0.0.0/24",
 		// As a real cluster: the dry-run of deploy/ then goes through the
@@ -76,7 +97,7 @@ func (c *Cluster) startAPIServer(ctx context.Context) error {
 		"--authorization-mode=Node,RBAC",
 		"--allow-privileged=true",
 		"--v=1",
-	}, nil)
+	)...), nil)
 	if err != nil {
 		return err
 	}
@@ -118,6 +139,7 @@ func (c *Cluster) startControllerManager(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	c.kcm = p
 	return c.waitHTTP(ctx, p, "https://127.0.0.1:"+strconv.Itoa(port)+"/healthz", &tls.Config{InsecureSkipVerify: true})
 }
 

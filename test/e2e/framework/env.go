@@ -23,7 +23,9 @@ import (
 
 	"github.com/dirvol/dirvol/test/e2e/binaries"
 	"github.com/dirvol/dirvol/test/e2e/cluster"
+	"github.com/dirvol/dirvol/test/e2e/images"
 	"github.com/dirvol/dirvol/test/e2e/manifests"
+	"github.com/dirvol/dirvol/test/e2e/netns"
 	"github.com/dirvol/dirvol/test/e2e/nodedisk"
 )
 
@@ -111,7 +113,14 @@ type Options struct {
 	Nodes []cluster.NodeOptions
 	// Log receives progress lines (binary builds, component starts).
 	Log io.Writer
+	// RealNode adds a node run by a real kubelet and containerd, named
+	// RealNodeName (local cluster only). The process must have entered the
+	// tests' network namespace (netns.Enter).
+	RealNode bool
 }
+
+// RealNodeName is the real node's name.
+const RealNodeName = "real-0"
 
 // Setup returns the cluster under test and a function that tears it down.
 // With E2E_KUBECONFIG it connects to that cluster; otherwise it builds the
@@ -159,9 +168,17 @@ func Setup(ctx context.Context, opts Options) (*Env, func(), error) {
 		return nil, nil, err
 	}
 	keep := os.Getenv(EnvKeep) != ""
+	var real *cluster.RealNodeOptions
+	if opts.RealNode {
+		if real, err = realNode(ctx, root, dir, cache); err != nil {
+			os.RemoveAll(dir)
+			return nil, nil, err
+		}
+	}
 	c, err := cluster.Start(ctx, cluster.Options{
 		Nodes: opts.Nodes, Dir: dir, Bins: bins, Driver: driver,
 		DeployDir: deployDir, SnapshotCRDDir: crdDir, Log: opts.Log, Keep: keep,
+		RealNode: real,
 	})
 	if err != nil {
 		return nil, nil, err
@@ -182,6 +199,9 @@ func Setup(ctx context.Context, opts Options) (*Env, func(), error) {
 	if e.Snap, err = snapclient.NewForConfig(c.RESTConfig); err != nil {
 		stop()
 		return nil, nil, err
+	}
+	if len(c.Nodes) == 0 {
+		return e, stop, nil
 	}
 	if err := e.WaitCapacities(ctx, cluster.StartTimeout); err != nil {
 		err = fmt.Errorf("%w\n%s", err, e.Diagnose(20, "csi-provisioner"))
@@ -265,4 +285,28 @@ func snapshotCRDDir(ctx context.Context, root string) (string, error) {
 		return "", fmt.Errorf("snapshot CRDs: %w", err)
 	}
 	return dir, nil
+}
+
+// realNode writes the images the real node runs (pause, busybox) into the
+// run directory and describes the node.
+func realNode(ctx context.Context, moduleRoot, dir, cache string) (*cluster.RealNodeOptions, error) {
+	if !netns.Inside() {
+		return nil, errors.New("a real node runs only inside the tests' network namespace: call netns.Enter in TestMain")
+	}
+	imgDir := filepath.Join(dir, "images")
+	if err := os.MkdirAll(imgDir, 0o755); err != nil {
+		return nil, err
+	}
+	pause, busybox := filepath.Join(imgDir, "pause.tar"), filepath.Join(imgDir, "busybox.tar")
+	if err := images.Pause(ctx, pause, moduleRoot); err != nil {
+		return nil, err
+	}
+	if err := images.Busybox(ctx, busybox, "/bin/busybox"); err != nil {
+		return nil, err
+	}
+	return &cluster.RealNodeOptions{
+		Name: RealNodeName, IP: netns.NodeIP,
+		Images: []string{pause, busybox}, PauseImage: images.PauseRef,
+		LockFile: filepath.Join(cache, "real-node.lock"),
+	}, nil
 }

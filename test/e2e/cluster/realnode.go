@@ -1,0 +1,235 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+
+	"github.com/dirvol/dirvol/test/e2e/hoststate"
+)
+
+// A node run by a real kubelet and containerd, next to (or instead of) the
+// kubelet-less nodes. The whole cluster must then run inside a network
+// namespace of the tests' own (package netns): the kubelet serves on the
+// node's address there, and the pods' bridge is there.
+
+// RealNodeOptions describe the real node.
+type RealNodeOptions struct {
+	Name string
+	// IP is the node's InternalIP: an address of the tests' network
+	// namespace (netns.NodeIP). kube-apiserver advertises it too.
+	IP string
+	// Images are docker archives imported into containerd before the
+	// kubelet starts: nothing is pulled.
+	Images []string
+	// PauseImage is the pod sandbox image's reference, one of Images.
+	PauseImage string
+	// LockFile serializes real nodes on one host: they share
+	// /var/lib/kubelet.
+	LockFile string
+}
+
+// RealNode is the running real node.
+type RealNode struct {
+	Name, IP string
+	// PodLogsDir is the kubelet's podLogsDir, under the run directory.
+	PodLogsDir string
+
+	containerd *containerd
+	kubelet    *process
+	cgroups    *cgroupRoot
+	host       *hoststate.Snapshot
+	unlock     func()
+}
+
+// hostPaths are the places outside the run directory that the kubelet,
+// containerd, the CNI plugins and deploy/'s DaemonSet write to whatever
+// their configuration says.
+var hostPaths = []string{
+	kubeletRootDir,        // the kubelet's root (device-plugins/kubelet.sock among others)
+	"/var/log/pods",       // pod logs, unless podLogsDir (set) moves them
+	"/var/log/containers", // the kubelet's symlinks to container logs
+	"/var/lib/cni",        // libcni's result cache
+	"/run/containerd",     // shim sockets under s/
+	"/run/netns",          // pod network namespaces, unless under the state dir (set)
+	"/var/lib/dirvol",     // deploy/'s data dir hostPath
+}
+
+// startRealNode records the host's state, makes the node's cgroup root,
+// starts containerd, imports the images, and starts the kubelet.
+func (c *Cluster) startRealNode(ctx context.Context, o RealNodeOptions) error {
+	if o.Name == "" || o.IP == "" || o.PauseImage == "" {
+		return errors.New("a real node needs a name, an IP and a pause image")
+	}
+	r := &RealNode{Name: o.Name, IP: o.IP}
+	c.Real = r
+	if o.LockFile != "" {
+		unlock, err := lockFile(o.LockFile)
+		if err != nil {
+			return err
+		}
+		r.unlock = unlock
+	}
+	if entries, err := os.ReadDir(kubeletRootDir); err == nil && len(entries) > 0 {
+		return fmt.Errorf("%s exists and is not empty: another kubelet's, or left by a run that was killed; the real node needs it for itself (remove it when no kubelet runs)", kubeletRootDir)
+	}
+	var err error
+	if r.host, err = hoststate.Take([]string{c.dir}, hostPaths, kubeletSysctls); err != nil {
+		return err
+	}
+	if r.cgroups, err = newCgroupRoot(filepath.Base(c.dir)); err != nil {
+		return err
+	}
+	if r.containerd, err = c.startContainerd(ctx, o.PauseImage); err != nil {
+		return err
+	}
+	for _, img := range o.Images {
+		if err := r.containerd.importImage(ctx, img); err != nil {
+			return err
+		}
+	}
+	return c.startKubelet(ctx, r)
+}
+
+// drainRealNode stops the controllers that would replace pods, deletes the
+// real node's pods through the API (workload pods first, then the driver's,
+// so volumes are unpublished while the driver still runs) and waits until
+// containerd runs no task. The kubelet is still running: it does the
+// unmounting and the sandboxes' network teardown.
+func (c *Cluster) drainRealNode() {
+	r := c.Real
+	if r == nil || r.kubelet == nil || c.Kube == nil {
+		return
+	}
+	if c.kcm != nil {
+		c.kcm.Stop(10 * time.Second)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	for _, driverPods := range []bool{false, true} {
+		if err := c.deleteNodePods(ctx, r.Name, driverPods); err != nil {
+			fmt.Fprintf(c.opts.Log, "e2e: teardown: %v\n", err)
+		}
+	}
+	if r.containerd == nil {
+		return
+	}
+	for {
+		tasks, err := r.containerd.tasks(ctx)
+		if err == nil && len(tasks) == 0 {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			fmt.Fprintf(c.opts.Log, "e2e: teardown: containerd still runs tasks %v (%v)\n", tasks, err)
+			return
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
+
+// deleteNodePods deletes the pods on node in the driver's namespace
+// (driverPods) or in every other namespace, and waits until the kubelet has
+// finished them (it deletes the object once containers and volumes are
+// gone).
+func (c *Cluster) deleteNodePods(ctx context.Context, node string, driverPods bool) error {
+	sel := metav1.ListOptions{FieldSelector: fields.OneTermEqualSelector("spec.nodeName", node).String()}
+	grace := int64(5)
+	for {
+		pods, err := c.Kube.CoreV1().Pods(corev1.NamespaceAll).List(ctx, sel)
+		if err != nil {
+			return fmt.Errorf("list the pods on %s: %w", node, err)
+		}
+		var left []string
+		for _, p := range pods.Items {
+			if (p.Namespace == c.Namespace) != driverPods {
+				continue
+			}
+			left = append(left, p.Namespace+"/"+p.Name)
+			if p.DeletionTimestamp == nil {
+				_ = c.Kube.CoreV1().Pods(p.Namespace).Delete(ctx, p.Name, metav1.DeleteOptions{GracePeriodSeconds: &grace})
+			}
+		}
+		if len(left) == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("pods on %s not gone: %s", node, strings.Join(left, ", "))
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
+
+// teardownRealNode runs after the kubelet and the control plane stopped:
+// it stops containerd, unmounts what is left under the run directory and
+// the kubelet's root (deepest first), removes the node's cgroups and the
+// host paths the run created, and puts the kubelet's sysctls back.
+func (c *Cluster) teardownRealNode() {
+	r := c.Real
+	if r == nil {
+		return
+	}
+	if r.containerd != nil && r.containerd.proc != nil {
+		r.containerd.proc.Stop(20 * time.Second)
+	}
+	if r.host != nil {
+		if err := r.host.Restore(); err != nil {
+			fmt.Fprintf(c.opts.Log, "e2e: teardown: %v\n", err)
+		}
+	}
+	if r.cgroups != nil {
+		if err := r.cgroups.remove(); err != nil {
+			fmt.Fprintf(c.opts.Log, "e2e: teardown: %v\n", err)
+		}
+	}
+	if r.unlock != nil {
+		r.unlock()
+		r.unlock = nil
+	}
+}
+
+// Leftovers lists what the real node left on the host after Stop: mounts,
+// paths, sysctls, loop devices (package hoststate) and cgroups. Empty for a
+// cluster without one.
+func (c *Cluster) Leftovers() []string {
+	r := c.Real
+	if r == nil {
+		return nil
+	}
+	var out []string
+	if r.host != nil {
+		out = r.host.Leftovers()
+	}
+	if r.cgroups != nil {
+		for _, d := range r.cgroups.left() {
+			out = append(out, "cgroup "+d)
+		}
+	}
+	return out
+}
+
+// lockFile takes an exclusive flock on path, waiting for the holder.
+func lockFile(path string) (func(), error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, err
+	}
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("lock %s: %w", path, err)
+	}
+	return func() { f.Close() }, nil
+}

@@ -1,0 +1,319 @@
+//go:build linux
+
+// Package hoststate records what a real node (kubelet, containerd, CNI)
+// changes on the host outside the run's own directory, puts it back after
+// the run, and lists whatever is left: mounts, paths the run created, new
+// entries in directories that existed, kernel settings, loop devices.
+//
+// The kubelet and containerd write to fixed places whatever their
+// configuration says (kubelet.sock under /var/lib/kubelet/device-plugins,
+// /var/log/containers symlinks, shim sockets under /run/containerd/s, the
+// CNI result cache under /var/lib/cni) and the kubelet sets vm and kernel
+// sysctls at start. A Snapshot taken before the node starts says which of
+// those existed and what they held, so Restore removes only what the run
+// made.
+package hoststate
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Snapshot is the host's state before a run, for the paths and sysctls it
+// was taken of, and the run's own roots (directories whose whole content,
+// mounts included, belongs to the run).
+type Snapshot struct {
+	roots   []string
+	paths   []string
+	existed map[string]bool
+	entries map[string]map[string]bool // entries of the paths that existed and are directories
+	sysctls map[string]string          // /proc/sys path -> value
+}
+
+// Take records, for each path, whether it exists and, for a directory, its
+// entries; and the values of the sysctls (paths under /proc/sys). roots
+// are the run's own directories: everything under them is the run's.
+func Take(roots, paths, sysctls []string) (*Snapshot, error) {
+	s := &Snapshot{roots: clean(roots), paths: clean(paths), existed: map[string]bool{},
+		entries: map[string]map[string]bool{}, sysctls: map[string]string{}}
+	for _, p := range s.paths {
+		fi, err := os.Lstat(p)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		s.existed[p] = true
+		if fi.IsDir() {
+			names, err := entryNames(p)
+			if err != nil {
+				return nil, err
+			}
+			s.entries[p] = names
+		}
+	}
+	for _, k := range sysctls {
+		b, err := os.ReadFile(k)
+		if err != nil {
+			return nil, err
+		}
+		s.sysctls[k] = string(b)
+	}
+	return s, nil
+}
+
+// Restore puts the host back: unmounts everything under the roots and the
+// paths the run created (deepest first), removes those paths, removes the
+// new entries of pre-existing directories that are the run's (symlinks into
+// a root, sockets nobody listens on), and writes the sysctls back. It
+// returns what it could not do; Leftovers then says what remains.
+func (s *Snapshot) Restore() error {
+	var errs []error
+	created := s.created()
+	if err := UnmountUnder(append(append([]string{}, s.roots...), created...)...); err != nil {
+		errs = append(errs, err)
+	}
+	for _, p := range created {
+		if err := os.RemoveAll(p); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	for dir, before := range s.entries {
+		names, err := entryNames(dir)
+		if err != nil {
+			continue
+		}
+		for name := range names {
+			p := filepath.Join(dir, name)
+			if !before[name] && s.isRuns(p) {
+				if err := os.RemoveAll(p); err != nil {
+					errs = append(errs, err)
+				}
+			}
+		}
+	}
+	for k, v := range s.sysctls {
+		if b, err := os.ReadFile(k); err == nil && string(b) == v {
+			continue
+		}
+		if err := os.WriteFile(k, []byte(v), 0o644); err != nil {
+			errs = append(errs, fmt.Errorf("restore %s: %w", k, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// created returns the paths that did not exist at Take and do now.
+func (s *Snapshot) created() []string {
+	var out []string
+	for _, p := range s.paths {
+		if s.existed[p] {
+			continue
+		}
+		if _, err := os.Lstat(p); err == nil {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// isRuns reports whether a new entry of a pre-existing directory is the
+// run's: a symlink into one of the roots (the kubelet's
+// /var/log/containers links into its pod logs directory), or a socket no
+// one listens on (a containerd shim's, after the shim exited).
+func (s *Snapshot) isRuns(p string) bool {
+	fi, err := os.Lstat(p)
+	if err != nil {
+		return false
+	}
+	switch {
+	case fi.Mode()&fs.ModeSymlink != 0:
+		target, err := os.Readlink(p)
+		return err == nil && under(target, s.roots)
+	case fi.Mode()&fs.ModeSocket != 0:
+		conn, err := net.DialTimeout("unix", p, time.Second)
+		if err != nil {
+			return true
+		}
+		conn.Close()
+	}
+	return false
+}
+
+// Leftovers lists what the run left on the host: mounts under the roots or
+// the recorded paths, paths that did not exist before, new entries of
+// directories that existed (whoever made them), changed sysctls, and loop
+// devices whose backing file is under a root or a recorded path. The roots
+// themselves are the caller's to remove (or keep, for a look at the logs).
+func (s *Snapshot) Leftovers() []string {
+	var out []string
+	watched := append(append([]string{}, s.roots...), s.paths...)
+	mounts, err := Mounts()
+	if err != nil {
+		out = append(out, "cannot read mounts: "+err.Error())
+	}
+	for _, m := range mounts {
+		if under(m, watched) {
+			out = append(out, "mount "+m)
+		}
+	}
+	for _, p := range s.created() {
+		out = append(out, "path "+p+" (did not exist before)")
+	}
+	for dir, before := range s.entries {
+		names, _ := entryNames(dir)
+		for name := range names {
+			if !before[name] {
+				out = append(out, "new entry "+filepath.Join(dir, name))
+			}
+		}
+	}
+	for k, v := range s.sysctls {
+		if b, err := os.ReadFile(k); err != nil || string(b) != v {
+			out = append(out, fmt.Sprintf("sysctl %s = %q, was %q", k, strings.TrimSpace(string(b)), strings.TrimSpace(v)))
+		}
+	}
+	for dev, backing := range LoopDevices() {
+		if under(backing, watched) {
+			out = append(out, fmt.Sprintf("loop device %s on %s", dev, backing))
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// UnmountUnder unmounts every mount at or under the given directories,
+// deepest first (mounts stacked on one point: the top one first). A mount
+// that stays busy is detached lazily, and reported.
+func UnmountUnder(dirs ...string) error {
+	dirs = clean(dirs)
+	var errs []error
+	for attempt := 0; ; attempt++ {
+		mounts, err := Mounts()
+		if err != nil {
+			return err
+		}
+		var todo []string
+		for i := len(mounts) - 1; i >= 0; i-- { // mountinfo lists parents first
+			if under(mounts[i], dirs) {
+				todo = append(todo, mounts[i])
+			}
+		}
+		if len(todo) == 0 {
+			return errors.Join(errs...)
+		}
+		sort.SliceStable(todo, func(i, j int) bool { return depth(todo[i]) > depth(todo[j]) })
+		for _, m := range todo {
+			err := unix.Unmount(m, 0)
+			switch {
+			case err == nil, errors.Is(err, unix.EINVAL), errors.Is(err, unix.ENOENT):
+			case attempt < 20:
+				// EBUSY while a process still exits: try again.
+			default:
+				if derr := unix.Unmount(m, unix.MNT_DETACH); derr == nil {
+					errs = append(errs, fmt.Errorf("unmount %s: %w (detached lazily)", m, err))
+				} else {
+					errs = append(errs, fmt.Errorf("unmount %s: %w", m, derr))
+				}
+			}
+		}
+		if attempt >= 21 {
+			return errors.Join(errs...)
+		}
+		if attempt > 0 {
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+}
+
+// Mounts returns the mount points of this process's mount namespace, in
+// mountinfo order (a mount after its parent), with octal escapes decoded.
+func Mounts() ([]string, error) {
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 5 {
+			continue
+		}
+		out = append(out, unescape(f[4]))
+	}
+	return out, nil
+}
+
+// LoopDevices maps each attached loop device to its backing file.
+func LoopDevices() map[string]string {
+	out := map[string]string{}
+	devs, _ := filepath.Glob("/sys/block/loop*/loop/backing_file")
+	for _, f := range devs {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		dev := filepath.Base(filepath.Dir(filepath.Dir(f)))
+		out["/dev/"+dev] = strings.TrimSuffix(strings.TrimSpace(string(b)), " (deleted)")
+	}
+	return out
+}
+
+func unescape(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) {
+			var v byte
+			if _, err := fmt.Sscanf(s[i+1:i+4], "%03o", &v); err == nil {
+				b.WriteByte(v)
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+func entryNames(dir string) (map[string]bool, error) {
+	es, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	names := map[string]bool{}
+	for _, e := range es {
+		names[e.Name()] = true
+	}
+	return names, nil
+}
+
+// under reports whether p is one of dirs or inside one.
+func under(p string, dirs []string) bool {
+	p = filepath.Clean(p)
+	for _, d := range dirs {
+		if p == d || strings.HasPrefix(p, d+"/") {
+			return true
+		}
+	}
+	return false
+}
+
+func depth(p string) int { return strings.Count(p, "/") }
+
+func clean(ps []string) []string {
+	out := make([]string, 0, len(ps))
+	for _, p := range ps {
+		out = append(out, filepath.Clean(p))
+	}
+	return out
+}

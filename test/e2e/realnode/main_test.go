@@ -1,0 +1,87 @@
+// Package realnode holds the cluster end-to-end tests that need pods to run:
+// a cluster of its own with one real node (containerd, runc, the kubelet
+// built from the pinned Kubernetes release, the CNI bridge), all of it, and
+// the tests, inside a network namespace the test binary makes for itself.
+package realnode
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/dirvol/dirvol/test/e2e/framework"
+	"github.com/dirvol/dirvol/test/e2e/netns"
+)
+
+var (
+	// env is the cluster every test uses; nil when skipReason says why.
+	env        *framework.Env
+	skipReason string
+)
+
+func TestMain(m *testing.M) {
+	flag.Parse()
+	if os.Getenv(framework.EnvKubeconfig) == "" && os.Geteuid() == 0 {
+		done, code, err := netns.Enter()
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "e2e:", err)
+			os.Exit(1)
+		}
+		if done {
+			os.Exit(code)
+		}
+	}
+	os.Exit(run(m))
+}
+
+func run(m *testing.M) int {
+	if os.Getenv(framework.EnvKubeconfig) != "" {
+		skipReason = "the real-node tests start a cluster of their own; " + framework.EnvKubeconfig + " is set"
+		fmt.Fprintln(os.Stderr, "e2e: skipping every test:", skipReason)
+		return m.Run()
+	}
+	linksBefore, _ := netns.Links()
+	e, stop, err := framework.Setup(context.Background(), framework.Options{RealNode: true, Log: os.Stderr})
+	switch {
+	case errors.Is(err, framework.ErrSkip):
+		skipReason = err.Error()
+		fmt.Fprintln(os.Stderr, "e2e: skipping every test:", skipReason)
+		return m.Run()
+	case err != nil:
+		fmt.Fprintln(os.Stderr, "e2e: cluster setup failed:", err)
+		return 1
+	}
+	env = e
+	code := m.Run()
+	stop()
+	// The teardown is part of what is tested: nothing of the node may
+	// remain on the host, and of the namespace's interfaces only the
+	// pods' bridge may be new (the CNI plugin never deletes it).
+	left := e.Local.Leftovers()
+	links, _ := netns.Links()
+	for _, l := range links {
+		if !slices.Contains(linksBefore, l) && l != "cni0" {
+			left = append(left, "network interface "+l)
+		}
+	}
+	if len(left) > 0 {
+		fmt.Fprintf(os.Stderr, "FAIL: the real node's teardown left:\n  %s\n", strings.Join(left, "\n  "))
+		return 1
+	}
+	return code
+}
+
+// setup returns the cluster for a test, or skips the test when this machine
+// cannot build one.
+func setup(t *testing.T) *framework.Env {
+	t.Helper()
+	if env == nil {
+		t.Skip(skipReason)
+	}
+	return env
+}
