@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -84,6 +85,9 @@ func (c *Cluster) startRealNode(ctx context.Context, o RealNodeOptions) error {
 	}
 	var err error
 	if r.host, err = hoststate.Take([]string{c.dir}, hostPaths, kubeletSysctls); err != nil {
+		return err
+	}
+	if err := r.host.Save(filepath.Join(c.dir, hostStateFile)); err != nil {
 		return err
 	}
 	if r.cgroups, err = newCgroupRoot(filepath.Base(c.dir)); err != nil {
@@ -218,6 +222,23 @@ func (c *Cluster) Leftovers() []string {
 	return out
 }
 
+// tryLockFile takes an exclusive flock on path if no one holds it; nil
+// when someone does.
+func tryLockFile(path string) (func(), error) {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("lock %s: %w", path, err)
+	}
+	return func() { f.Close() }, nil
+}
+
 // lockFile takes an exclusive flock on path, waiting for the holder.
 func lockFile(path string) (func(), error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
@@ -232,4 +253,90 @@ func lockFile(path string) (func(), error) {
 		return nil, fmt.Errorf("lock %s: %w", path, err)
 	}
 	return func() { f.Close() }, nil
+}
+
+// hostStateFile is where the run directory keeps the host's state from
+// before the real node started, for RemoveStaleRealNode.
+const hostStateFile = "hoststate.json"
+
+// RemoveStaleRealNode cleans up after a run whose process was killed before
+// its teardown (go test -timeout, a closed terminal), given its run
+// directory: it kills what that run started and left running (containerd
+// shims and containers: processes whose command line names the directory,
+// or in the run's cgroups), removes its cgroups, and restores the host from
+// the state saved at its start. The caller removes dir itself. It does
+// nothing while a real node holds lock (the real nodes' LockFile): the
+// restore could remove that node's /var/lib/kubelet; a later run cleans up.
+func RemoveStaleRealNode(dir, lock string) error {
+	if _, err := os.Stat(filepath.Join(dir, hostStateFile)); errors.Is(err, os.ErrNotExist) {
+		return nil // no real node in that run
+	}
+	unlock, err := tryLockFile(lock)
+	if err != nil || unlock == nil {
+		return err
+	}
+	defer unlock()
+	var errs []error
+	killed := killReferencing(dir)
+	r := &cgroupRoot{Name: "/" + filepath.Base(dir)}
+	if hs, err := cgroupHierarchies(); err == nil {
+		for _, h := range hs {
+			d := filepath.Join(h, filepath.Base(dir))
+			if _, err := os.Stat(d); err == nil {
+				r.dirs = append(r.dirs, d)
+				killed += killInCgroup(d)
+			}
+		}
+	}
+	if killed > 0 {
+		time.Sleep(time.Second) // the kernel releases cgroups and mounts as they exit
+	}
+	if err := r.remove(); err != nil {
+		errs = append(errs, err)
+	}
+	if host, err := hoststate.Load(filepath.Join(dir, hostStateFile)); err == nil {
+		if err := host.Restore(); err != nil {
+			errs = append(errs, err)
+		}
+	} else if !errors.Is(err, os.ErrNotExist) {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// killReferencing SIGKILLs the processes whose command line contains dir.
+func killReferencing(dir string) int {
+	n := 0
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == os.Getpid() {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err == nil && strings.Contains(string(b), dir+"/") {
+			if syscall.Kill(pid, syscall.SIGKILL) == nil {
+				n++
+			}
+		}
+	}
+	return n
+}
+
+// killInCgroup SIGKILLs the processes of cgroup dir and its descendants.
+func killInCgroup(dir string) int {
+	n := 0
+	_ = filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err != nil || d.Name() != "cgroup.procs" {
+			return nil
+		}
+		b, _ := os.ReadFile(p)
+		for _, f := range strings.Fields(string(b)) {
+			if pid, err := strconv.Atoi(f); err == nil && syscall.Kill(pid, syscall.SIGKILL) == nil {
+				n++
+			}
+		}
+		return nil
+	})
+	return n
 }

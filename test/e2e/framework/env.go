@@ -157,7 +157,7 @@ func Setup(ctx context.Context, opts Options) (*Env, func(), error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	removeStaleRunDirs()
+	removeStaleRunDirs(realNodeLock(cache))
 	dir, err := newRunDir()
 	if err != nil {
 		return nil, nil, err
@@ -307,6 +307,9 @@ func realNode(ctx context.Context, moduleRoot, dir, cache string) (*cluster.Real
 	return &cluster.RealNodeOptions{
 		Name: RealNodeName, IP: netns.NodeIP,
 		Images: []string{pause, busybox}, PauseImage: images.PauseRef,
-		LockFile: filepath.Join(cache, "real-node.lock"),
+		LockFile: realNodeLock(cache),
 	}, nil
 }
+
+// realNodeLock is the file real nodes on this host serialize on.
+func realNodeLock(cache string) string { return filepath.Join(cache, "real-node.lock") }

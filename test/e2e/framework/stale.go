@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+
+	"github.com/dirvol/dirvol/test/e2e/cluster"
 )
 
 // Run directories are /tmp/dirvol-e2e-*, each with the pid of the test
@@ -30,8 +32,9 @@ func newRunDir() (string, error) {
 }
 
 // removeStaleRunDirs unmounts and removes run directories whose owner has
-// exited. Directories without an owner file are left alone.
-func removeStaleRunDirs() {
+// exited. Directories without an owner file are left alone. realNodeLock is
+// the real nodes' lock file (RealNodeOptions.LockFile).
+func removeStaleRunDirs(realNodeLock string) {
 	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), runDirPattern))
 	for _, dir := range dirs {
 		b, err := os.ReadFile(filepath.Join(dir, pidFile))
@@ -42,6 +45,8 @@ func removeStaleRunDirs() {
 		if err != nil || syscall.Kill(pid, 0) == nil {
 			continue // unreadable, or its owner still runs
 		}
+		// A real node's run also left processes, cgroups and host paths.
+		_ = cluster.RemoveStaleRealNode(dir, realNodeLock)
 		for _, m := range mountsUnder(dir) {
 			_ = exec.Command("umount", m).Run()
 		}

@@ -15,6 +15,7 @@
 package hoststate
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -111,6 +112,38 @@ func (s *Snapshot) Restore() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// saved is a Snapshot as Save writes it.
+type saved struct {
+	Roots   []string                   `json:"roots"`
+	Paths   []string                   `json:"paths"`
+	Existed map[string]bool            `json:"existed"`
+	Entries map[string]map[string]bool `json:"entries"`
+	Sysctls map[string]string          `json:"sysctls"`
+}
+
+// Save writes the snapshot to path, so that a later run can Restore the
+// host after this one was killed before it could.
+func (s *Snapshot) Save(path string) error {
+	b, err := json.Marshal(saved{s.roots, s.paths, s.existed, s.entries, s.sysctls})
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, b, 0o644)
+}
+
+// Load reads a snapshot written by Save.
+func Load(path string) (*Snapshot, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var v saved
+	if err := json.Unmarshal(b, &v); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return &Snapshot{roots: v.Roots, paths: v.Paths, existed: v.Existed, entries: v.Entries, sysctls: v.Sysctls}, nil
 }
 
 // created returns the paths that did not exist at Take and do now.

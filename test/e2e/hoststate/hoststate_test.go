@@ -72,6 +72,14 @@ func TestRestore(t *testing.T) {
 		}
 	}
 
+	// As a later run does after this one was killed: from the file.
+	saved := filepath.Join(base, "hoststate.json")
+	if err := s.Save(saved); err != nil {
+		t.Fatal(err)
+	}
+	if s, err = Load(saved); err != nil {
+		t.Fatal(err)
+	}
 	if err := s.Restore(); err != nil {
 		t.Fatal(err)
 	}
