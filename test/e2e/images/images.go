@@ -184,3 +184,52 @@ func Pause(ctx context.Context, out, moduleRoot string) error {
 	}
 	return Write(out, PauseRef, []File{{Path: "pause", Mode: 0o755, Data: data}}, v1.Config{Entrypoint: []string{"/pause"}})
 }
+
+// Binary writes an image named ref that runs the program at bin as its
+// entrypoint, at /<base name of bin>, with the shared libraries it links
+// (as ldd lists them, so a binary built with cgo runs too) at their paths.
+func Binary(ctx context.Context, out, ref, bin string) error {
+	data, err := os.ReadFile(bin)
+	if err != nil {
+		return err
+	}
+	entry := "/" + filepath.Base(bin)
+	files := []File{{Path: entry, Mode: 0o755, Data: data}, {Path: "tmp", Mode: 0o1777, Dir: true}}
+	libs, err := sharedLibraries(ctx, bin)
+	if err != nil {
+		return err
+	}
+	for _, lib := range libs {
+		real, err := filepath.EvalSymlinks(lib)
+		if err != nil {
+			return err
+		}
+		b, err := os.ReadFile(real)
+		if err != nil {
+			return err
+		}
+		files = append(files, File{Path: lib, Mode: 0o755, Data: b})
+	}
+	return Write(out, ref, files, v1.Config{Entrypoint: []string{entry}})
+}
+
+// sharedLibraries returns the absolute paths ldd prints for bin; none for a
+// static binary.
+func sharedLibraries(ctx context.Context, bin string) ([]string, error) {
+	out, err := exec.CommandContext(ctx, "ldd", bin).CombinedOutput()
+	if err != nil {
+		if strings.Contains(string(out), "not a dynamic executable") {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("ldd %s: %w: %s", bin, err, out)
+	}
+	var libs []string
+	for _, line := range strings.Split(string(out), "\n") {
+		for _, f := range strings.Fields(line) {
+			if strings.HasPrefix(f, "/") {
+				libs = append(libs, f)
+			}
+		}
+	}
+	return libs, nil
+}

@@ -76,3 +76,49 @@ func TestBusybox(t *testing.T) {
 		t.Errorf("two writes gave digests %s and %s, want the same image", digests[0], digests[1])
 	}
 }
+
+// TestBinary: a dynamically linked program's image holds the program as
+// its entrypoint and every library ldd names.
+func TestBinary(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "img.tar")
+	bin, err := os.Executable() // this test binary
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := Binary(context.Background(), out, "dirvol.test/x:e2e", bin); err != nil {
+		t.Fatal(err)
+	}
+	libs, err := sharedLibraries(context.Background(), bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tag, _ := name.NewTag("dirvol.test/x:e2e")
+	img, err := tarball.ImageFromPath(out, &tag)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := img.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	entry := "/" + filepath.Base(bin)
+	if !slices.Equal(cfg.Config.Entrypoint, []string{entry}) {
+		t.Errorf("entrypoint %q, want %q", cfg.Config.Entrypoint, entry)
+	}
+	names := map[string]bool{}
+	r := mutate.Extract(img)
+	defer r.Close()
+	tr := tar.NewReader(r)
+	for {
+		h, err := tr.Next()
+		if err != nil {
+			break
+		}
+		names["/"+strings.TrimSuffix(h.Name, "/")] = true
+	}
+	for _, want := range append(libs, entry) {
+		if !names[want] {
+			t.Errorf("image lacks %s", want)
+		}
+	}
+}
