@@ -14,6 +14,7 @@ import (
 
 	"github.com/dirvol/dirvol/test/e2e/cluster"
 	"github.com/dirvol/dirvol/test/e2e/framework"
+	"github.com/dirvol/dirvol/test/e2e/netns"
 )
 
 var (
@@ -31,6 +32,19 @@ var localNodes = []cluster.NodeOptions{
 
 func TestMain(m *testing.M) {
 	flag.Parse()
+	// The local cluster runs in a network namespace of its own, as the
+	// real node's (package realnode) does: nothing it serves is reachable
+	// from the host's namespace.
+	if os.Getenv(framework.EnvKubeconfig) == "" && os.Geteuid() == 0 {
+		done, code, err := netns.Enter()
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "e2e:", err)
+			os.Exit(1)
+		}
+		if done {
+			os.Exit(code)
+		}
+	}
 	os.Exit(run(m))
 }
 

@@ -319,9 +319,13 @@ func (c *Cluster) Tails(n int, names ...string) string {
 // and its containerd stops last; Leftovers then says what remains on the
 // host.
 func (c *Cluster) Stop(keep bool) {
+	begin := time.Now()
 	c.drainRealNode()
 	c.stopProcesses()
 	c.teardownRealNode()
+	if c.Real != nil {
+		fmt.Fprintf(c.opts.Log, "e2e: cluster with real node %s torn down in %s\n", c.Real.Name, time.Since(begin).Round(time.Millisecond))
+	}
 	if !keep {
 		os.RemoveAll(c.dir)
 	}

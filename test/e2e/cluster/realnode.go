@@ -52,18 +52,24 @@ type RealNode struct {
 	unlock     func()
 }
 
-// hostPaths are the places outside the run directory that the kubelet,
-// containerd, the CNI plugins and deploy/'s DaemonSet write to whatever
-// their configuration says.
-var hostPaths = []string{
-	kubeletRootDir,        // the kubelet's root (device-plugins/kubelet.sock among others)
-	"/var/log/pods",       // pod logs, unless podLogsDir (set) moves them
-	"/var/log/containers", // the kubelet's symlinks to container logs
-	"/var/lib/cni",        // libcni's result cache
-	"/run/containerd",     // shim sockets under s/
-	"/run/netns",          // pod network namespaces, unless under the state dir (set)
-	"/var/lib/dirvol",     // deploy/'s data dir hostPath
-}
+// The places outside the run directory that the kubelet, containerd, the
+// CNI plugins and deploy/'s DaemonSet write to whatever their configuration
+// says. ownedPaths are the real node's alone (real nodes take a lock);
+// others may write to sharedPaths while the node runs (another containerd
+// on the host), so only what is recognizably the node's is removed there.
+var (
+	ownedPaths = []string{
+		kubeletRootDir,    // the kubelet's root (device-plugins/kubelet.sock among others)
+		"/var/lib/dirvol", // deploy/'s data dir hostPath
+	}
+	sharedPaths = []string{
+		"/var/log/pods",       // pod logs, unless podLogsDir (set) moves them
+		"/var/log/containers", // the kubelet's symlinks to container logs
+		"/var/lib/cni",        // libcni's result cache
+		"/run/containerd",     // shim sockets under s/
+		"/run/netns",          // pod network namespaces, unless under the state dir (set)
+	}
+)
 
 // startRealNode records the host's state, makes the node's cgroup root,
 // starts containerd, imports the images, and starts the kubelet.
@@ -84,7 +90,7 @@ func (c *Cluster) startRealNode(ctx context.Context, o RealNodeOptions) error {
 		return fmt.Errorf("%s exists and is not empty: another kubelet's, or left by a run that was killed; the real node needs it for itself (remove it when no kubelet runs)", kubeletRootDir)
 	}
 	var err error
-	if r.host, err = hoststate.Take([]string{c.dir}, hostPaths, kubeletSysctls); err != nil {
+	if r.host, err = hoststate.Take([]string{c.dir}, ownedPaths, sharedPaths, kubeletSysctls); err != nil {
 		return err
 	}
 	if err := r.host.Save(filepath.Join(c.dir, hostStateFile)); err != nil {
@@ -117,6 +123,10 @@ func (c *Cluster) drainRealNode() {
 	if c.kcm != nil {
 		c.kcm.Stop(10 * time.Second)
 	}
+	begin := time.Now()
+	defer func() {
+		fmt.Fprintf(c.opts.Log, "e2e: real node %s drained in %s\n", r.Name, time.Since(begin).Round(time.Millisecond))
+	}()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	for _, driverPods := range []bool{false, true} {

@@ -29,25 +29,30 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Snapshot is the host's state before a run, for the paths and sysctls it
-// was taken of, and the run's own roots (directories whose whole content,
+// Snapshot is the host's state before a run: which of the paths it was
+// taken of existed and, under the shared ones, every entry; the values of
+// the sysctls; and the run's own roots (directories whose whole content,
 // mounts included, belongs to the run).
 type Snapshot struct {
-	roots   []string
-	paths   []string
+	roots  []string
+	owned  []string // the run's alone while it runs (under a lock): removed whole if it made them
+	shared []string // others may use them at the same time: only the run's entries are removed
+	// existed: the owned and shared paths that existed; before: every
+	// path at or under a shared path that existed.
 	existed map[string]bool
-	entries map[string]map[string]bool // entries of the paths that existed and are directories
-	sysctls map[string]string          // /proc/sys path -> value
+	before  map[string]bool
+	sysctls map[string]string // /proc/sys path -> value
 }
 
-// Take records, for each path, whether it exists and, for a directory, its
-// entries; and the values of the sysctls (paths under /proc/sys). roots
-// are the run's own directories: everything under them is the run's.
-func Take(roots, paths, sysctls []string) (*Snapshot, error) {
-	s := &Snapshot{roots: clean(roots), paths: clean(paths), existed: map[string]bool{},
-		entries: map[string]map[string]bool{}, sysctls: map[string]string{}}
-	for _, p := range s.paths {
-		fi, err := os.Lstat(p)
+// Take records the host's state. owned are paths no one else uses while
+// the run holds them (the kubelet's root dir); shared are paths other
+// programs may write to at the same time (/run/containerd,
+// /var/log/containers); sysctls are paths under /proc/sys.
+func Take(roots, owned, shared, sysctls []string) (*Snapshot, error) {
+	s := &Snapshot{roots: clean(roots), owned: clean(owned), shared: clean(shared),
+		existed: map[string]bool{}, before: map[string]bool{}, sysctls: map[string]string{}}
+	for _, p := range append(append([]string{}, s.owned...), s.shared...) {
+		_, err := os.Lstat(p)
 		if errors.Is(err, fs.ErrNotExist) {
 			continue
 		}
@@ -55,12 +60,12 @@ func Take(roots, paths, sysctls []string) (*Snapshot, error) {
 			return nil, err
 		}
 		s.existed[p] = true
-		if fi.IsDir() {
-			names, err := entryNames(p)
-			if err != nil {
-				return nil, err
+	}
+	for _, p := range s.shared {
+		if s.existed[p] {
+			for _, e := range walk(p) {
+				s.before[e] = true
 			}
-			s.entries[p] = names
 		}
 	}
 	for _, k := range sysctls {
@@ -74,13 +79,15 @@ func Take(roots, paths, sysctls []string) (*Snapshot, error) {
 }
 
 // Restore puts the host back: unmounts everything under the roots and the
-// paths the run created (deepest first), removes those paths, removes the
-// new entries of pre-existing directories that are the run's (symlinks into
-// a root, sockets nobody listens on), and writes the sysctls back. It
-// returns what it could not do; Leftovers then says what remains.
+// owned paths the run created (deepest first) and removes those paths;
+// under the shared paths, removes the new entries that are the run's
+// (symlinks into a root, sockets nobody listens on, then directories left
+// empty, the shared path itself included if the run made it); writes the
+// sysctls back. It returns what it could not do; Leftovers then says what
+// remains.
 func (s *Snapshot) Restore() error {
 	var errs []error
-	created := s.created()
+	created := s.createdOwned()
 	if err := UnmountUnder(append(append([]string{}, s.roots...), created...)...); err != nil {
 		errs = append(errs, err)
 	}
@@ -89,15 +96,15 @@ func (s *Snapshot) Restore() error {
 			errs = append(errs, err)
 		}
 	}
-	for dir, before := range s.entries {
-		names, err := entryNames(dir)
-		if err != nil {
-			continue
-		}
-		for name := range names {
-			p := filepath.Join(dir, name)
-			if !before[name] && s.isRuns(p) {
-				if err := os.RemoveAll(p); err != nil {
+	for _, root := range s.shared {
+		entries := walk(root)
+		for i := len(entries) - 1; i >= 0; i-- { // children before their directory
+			p := entries[i]
+			if s.before[p] {
+				continue
+			}
+			if s.isRuns(p) || emptyDir(p) {
+				if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
 					errs = append(errs, err)
 				}
 			}
@@ -116,17 +123,18 @@ func (s *Snapshot) Restore() error {
 
 // saved is a Snapshot as Save writes it.
 type saved struct {
-	Roots   []string                   `json:"roots"`
-	Paths   []string                   `json:"paths"`
-	Existed map[string]bool            `json:"existed"`
-	Entries map[string]map[string]bool `json:"entries"`
-	Sysctls map[string]string          `json:"sysctls"`
+	Roots   []string          `json:"roots"`
+	Owned   []string          `json:"owned"`
+	Shared  []string          `json:"shared"`
+	Existed map[string]bool   `json:"existed"`
+	Before  map[string]bool   `json:"before"`
+	Sysctls map[string]string `json:"sysctls"`
 }
 
 // Save writes the snapshot to path, so that a later run can Restore the
 // host after this one was killed before it could.
 func (s *Snapshot) Save(path string) error {
-	b, err := json.Marshal(saved{s.roots, s.paths, s.existed, s.entries, s.sysctls})
+	b, err := json.Marshal(saved{s.roots, s.owned, s.shared, s.existed, s.before, s.sysctls})
 	if err != nil {
 		return err
 	}
@@ -143,13 +151,14 @@ func Load(path string) (*Snapshot, error) {
 	if err := json.Unmarshal(b, &v); err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	return &Snapshot{roots: v.Roots, paths: v.Paths, existed: v.Existed, entries: v.Entries, sysctls: v.Sysctls}, nil
+	return &Snapshot{roots: v.Roots, owned: v.Owned, shared: v.Shared, existed: v.Existed, before: v.Before, sysctls: v.Sysctls}, nil
 }
 
-// created returns the paths that did not exist at Take and do now.
-func (s *Snapshot) created() []string {
+// createdOwned returns the owned paths that did not exist at Take and do
+// now.
+func (s *Snapshot) createdOwned() []string {
 	var out []string
-	for _, p := range s.paths {
+	for _, p := range s.owned {
 		if s.existed[p] {
 			continue
 		}
@@ -160,10 +169,10 @@ func (s *Snapshot) created() []string {
 	return out
 }
 
-// isRuns reports whether a new entry of a pre-existing directory is the
-// run's: a symlink into one of the roots (the kubelet's
-// /var/log/containers links into its pod logs directory), or a socket no
-// one listens on (a containerd shim's, after the shim exited).
+// isRuns reports whether a new entry under a shared path is the run's: a
+// symlink into one of the roots (the kubelet's /var/log/containers links
+// into its pod logs directory), or a socket no one listens on (a
+// containerd shim's, after the shim exited).
 func (s *Snapshot) isRuns(p string) bool {
 	fi, err := os.Lstat(p)
 	if err != nil {
@@ -184,13 +193,13 @@ func (s *Snapshot) isRuns(p string) bool {
 }
 
 // Leftovers lists what the run left on the host: mounts under the roots or
-// the recorded paths, paths that did not exist before, new entries of
-// directories that existed (whoever made them), changed sysctls, and loop
+// the recorded paths, owned paths that did not exist before, new entries
+// under the shared paths (whoever made them), changed sysctls, and loop
 // devices whose backing file is under a root or a recorded path. The roots
 // themselves are the caller's to remove (or keep, for a look at the logs).
 func (s *Snapshot) Leftovers() []string {
 	var out []string
-	watched := append(append([]string{}, s.roots...), s.paths...)
+	watched := append(append(append([]string{}, s.roots...), s.owned...), s.shared...)
 	mounts, err := Mounts()
 	if err != nil {
 		out = append(out, "cannot read mounts: "+err.Error())
@@ -200,14 +209,13 @@ func (s *Snapshot) Leftovers() []string {
 			out = append(out, "mount "+m)
 		}
 	}
-	for _, p := range s.created() {
+	for _, p := range s.createdOwned() {
 		out = append(out, "path "+p+" (did not exist before)")
 	}
-	for dir, before := range s.entries {
-		names, _ := entryNames(dir)
-		for name := range names {
-			if !before[name] {
-				out = append(out, "new entry "+filepath.Join(dir, name))
+	for _, root := range s.shared {
+		for _, p := range walk(root) {
+			if !s.before[p] {
+				out = append(out, "new entry "+p)
 			}
 		}
 	}
@@ -318,16 +326,26 @@ func unescape(s string) string {
 	return b.String()
 }
 
-func entryNames(dir string) (map[string]bool, error) {
-	es, err := os.ReadDir(dir)
-	if err != nil {
-		return nil, err
+// walk returns root and every path under it, parents before children; an
+// empty list when root does not exist. Symlinks are not followed.
+func walk(root string) []string {
+	var out []string
+	_ = filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err == nil {
+			out = append(out, p)
+		}
+		return nil
+	})
+	return out
+}
+
+func emptyDir(p string) bool {
+	fi, err := os.Lstat(p)
+	if err != nil || !fi.IsDir() {
+		return false
 	}
-	names := map[string]bool{}
-	for _, e := range es {
-		names[e.Name()] = true
-	}
-	return names, nil
+	es, err := os.ReadDir(p)
+	return err == nil && len(es) == 0
 }
 
 // under reports whether p is one of dirs or inside one.

@@ -3,6 +3,7 @@
 package hoststate
 
 import (
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -32,7 +33,10 @@ func TestRestore(t *testing.T) {
 	mustWrite(t, filepath.Join(shared, "someone-elses.log"), "keep")
 	mustWrite(t, setting, "0\n")
 
-	s, err := Take([]string{root}, []string{made, shared}, []string{setting})
+	// A shared path that does not exist yet: the run's containerd makes
+	// it for its shims' sockets.
+	sharedNew := filepath.Join(base, "run-containerd")
+	s, err := Take([]string{root}, []string{made}, []string{shared, sharedNew}, []string{setting})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -63,10 +67,20 @@ func TestRestore(t *testing.T) {
 		t.Fatal(err)
 	}
 	mustWrite(t, setting, "1\n")
+	socket := filepath.Join(sharedNew, "s", "shim")
+	if err := os.MkdirAll(filepath.Dir(socket), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("unix", socket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.(*net.UnixListener).SetUnlinkOnClose(false)
+	l.Close() // the shim exited; its socket file stays
 
 	left := s.Leftovers()
 	for _, want := range []string{"mount " + inner, "mount " + filepath.Join(made, "pods", "b"), "path " + made,
-		"new entry " + filepath.Join(shared, "ours.log"), "sysctl " + setting} {
+		"new entry " + filepath.Join(shared, "ours.log"), "new entry " + socket, "sysctl " + setting} {
 		if !slices.ContainsFunc(left, func(l string) bool { return strings.HasPrefix(l, want) }) {
 			t.Errorf("Leftovers during the run = %q, missing %q", left, want)
 		}
@@ -89,34 +103,53 @@ func TestRestore(t *testing.T) {
 	if b, err := os.ReadFile(filepath.Join(shared, "someone-elses.log")); err != nil || string(b) != "keep" {
 		t.Errorf("a file that was there before: %q, %v", b, err)
 	}
+	if _, err := os.Lstat(sharedNew); !os.IsNotExist(err) {
+		t.Errorf("shared path the run made: %v, want it removed", err)
+	}
 	if b, _ := os.ReadFile(setting); string(b) != "0\n" {
 		t.Errorf("setting = %q after Restore, want it back at 0", b)
 	}
 }
 
-// TestLeftoversReportsForeignEntries: a new entry in a directory that
-// existed which is not the run's (a regular file) is reported and left in
-// place by Restore.
+// TestLeftoversReportsForeignEntries: new entries under shared paths that
+// are not the run's (a regular file, a socket someone listens on), in a
+// directory that existed or one made during the run, are reported and left
+// in place by Restore.
 func TestLeftoversReportsForeignEntries(t *testing.T) {
 	base := t.TempDir()
 	shared := filepath.Join(base, "shared")
+	sharedNew := filepath.Join(base, "shared-new")
 	if err := os.Mkdir(shared, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	s, err := Take([]string{filepath.Join(base, "run")}, []string{shared}, nil)
+	s, err := Take([]string{filepath.Join(base, "run")}, nil, []string{shared, sharedNew}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	foreign := filepath.Join(shared, "foreign")
 	mustWrite(t, foreign, "x")
+	if err := os.Mkdir(sharedNew, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	live := filepath.Join(sharedNew, "live.sock")
+	l, err := net.Listen("unix", live)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
 	if err := s.Restore(); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := os.Stat(foreign); err != nil {
-		t.Errorf("Restore removed an entry that is not the run's: %v", err)
+	for _, p := range []string{foreign, live} {
+		if _, err := os.Lstat(p); err != nil {
+			t.Errorf("Restore removed %s, which is not the run's: %v", p, err)
+		}
 	}
-	if left := s.Leftovers(); !slices.Contains(left, "new entry "+foreign) {
-		t.Errorf("Leftovers = %q, want the foreign entry reported", left)
+	left := s.Leftovers()
+	for _, want := range []string{"new entry " + foreign, "new entry " + live, "new entry " + sharedNew} {
+		if !slices.Contains(left, want) {
+			t.Errorf("Leftovers = %q, want %q", left, want)
+		}
 	}
 }
 

@@ -137,9 +137,12 @@ func TestPodRuns(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitPodGone(t, e, ns, "writer")
-	if _, err := os.Stat(podDir(pod.UID)); !os.IsNotExist(err) {
-		t.Errorf("pod directory %s after the pod is gone: %v, want it removed", podDir(pod.UID), err)
-	}
+	// The kubelet's housekeeping removes the directory of a pod it has
+	// finished, after unmounting its volumes.
+	e.Poll(t, "pod directory "+podDir(pod.UID)+" removed", func(context.Context) (bool, error) {
+		_, err := os.Stat(podDir(pod.UID))
+		return os.IsNotExist(err), nil
+	})
 	mounts, err := hoststate.Mounts()
 	if err != nil {
 		t.Fatal(err)
