@@ -24,6 +24,10 @@ const cniBinDir = "/usr/lib/cni"
 // namespace.
 const podSubnet = "10.88.0.0/16"
 
+// cniNetwork names the pods' network; libcni's cache files under
+// /var/lib/cni start with it.
+const cniNetwork = "dirvol-e2e"
+
 // containerd holds the paths of one containerd.
 type containerd struct {
 	dir    string // <run>/containerd
@@ -75,7 +79,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
 func cniConfig(dataDir string) ([]byte, error) {
 	return json.MarshalIndent(map[string]any{
 		"cniVersion": "1.0.0",
-		"name":       "dirvol-e2e",
+		"name":       cniNetwork,
 		"plugins": []any{map[string]any{
 			"type":        "bridge",
 			"bridge":      "cni0",

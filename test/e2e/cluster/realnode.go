@@ -90,7 +90,10 @@ func (c *Cluster) startRealNode(ctx context.Context, o RealNodeOptions) error {
 		return fmt.Errorf("%s exists and is not empty: another kubelet's, or left by a run that was killed; the real node needs it for itself (remove it when no kubelet runs)", kubeletRootDir)
 	}
 	var err error
-	if r.host, err = hoststate.Take([]string{c.dir}, ownedPaths, sharedPaths, kubeletSysctls); err != nil {
+	if r.host, err = hoststate.Take(hoststate.Config{
+		Roots: []string{c.dir}, Owned: ownedPaths, Shared: sharedPaths,
+		Marks: []string{cniNetwork + "-"}, Sysctls: kubeletSysctls,
+	}); err != nil {
 		return err
 	}
 	if err := r.host.Save(filepath.Join(c.dir, hostStateFile)); err != nil {

@@ -37,6 +37,7 @@ type Snapshot struct {
 	roots  []string
 	owned  []string // the run's alone while it runs (under a lock): removed whole if it made them
 	shared []string // others may use them at the same time: only the run's entries are removed
+	marks  []string
 	// existed: the owned and shared paths that existed; before: every
 	// path at or under a shared path that existed.
 	existed map[string]bool
@@ -44,13 +45,29 @@ type Snapshot struct {
 	sysctls map[string]string // /proc/sys path -> value
 }
 
-// Take records the host's state. owned are paths no one else uses while
-// the run holds them (the kubelet's root dir); shared are paths other
-// programs may write to at the same time (/run/containerd,
-// /var/log/containers); sysctls are paths under /proc/sys.
-func Take(roots, owned, shared, sysctls []string) (*Snapshot, error) {
-	s := &Snapshot{roots: clean(roots), owned: clean(owned), shared: clean(shared),
+// Config says what a Snapshot is taken of.
+type Config struct {
+	// Roots are the run's own directories.
+	Roots []string
+	// Owned are paths no one else uses while the run holds them (the
+	// kubelet's root dir, under the real nodes' lock).
+	Owned []string
+	// Shared are paths other programs may write to at the same time
+	// (/run/containerd, /var/log/containers).
+	Shared []string
+	// Marks are name prefixes that make a new entry under a shared path
+	// the run's (the CNI network's name, which libcni's cache files start
+	// with).
+	Marks []string
+	// Sysctls are paths under /proc/sys.
+	Sysctls []string
+}
+
+// Take records the host's state.
+func Take(c Config) (*Snapshot, error) {
+	s := &Snapshot{roots: clean(c.Roots), owned: clean(c.Owned), shared: clean(c.Shared), marks: c.Marks,
 		existed: map[string]bool{}, before: map[string]bool{}, sysctls: map[string]string{}}
+	sysctls := c.Sysctls
 	for _, p := range append(append([]string{}, s.owned...), s.shared...) {
 		_, err := os.Lstat(p)
 		if errors.Is(err, fs.ErrNotExist) {
@@ -126,6 +143,7 @@ type saved struct {
 	Roots   []string          `json:"roots"`
 	Owned   []string          `json:"owned"`
 	Shared  []string          `json:"shared"`
+	Marks   []string          `json:"marks"`
 	Existed map[string]bool   `json:"existed"`
 	Before  map[string]bool   `json:"before"`
 	Sysctls map[string]string `json:"sysctls"`
@@ -134,7 +152,7 @@ type saved struct {
 // Save writes the snapshot to path, so that a later run can Restore the
 // host after this one was killed before it could.
 func (s *Snapshot) Save(path string) error {
-	b, err := json.Marshal(saved{s.roots, s.owned, s.shared, s.existed, s.before, s.sysctls})
+	b, err := json.Marshal(saved{s.roots, s.owned, s.shared, s.marks, s.existed, s.before, s.sysctls})
 	if err != nil {
 		return err
 	}
@@ -151,7 +169,7 @@ func Load(path string) (*Snapshot, error) {
 	if err := json.Unmarshal(b, &v); err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	return &Snapshot{roots: v.Roots, owned: v.Owned, shared: v.Shared, existed: v.Existed, before: v.Before, sysctls: v.Sysctls}, nil
+	return &Snapshot{roots: v.Roots, owned: v.Owned, shared: v.Shared, marks: v.Marks, existed: v.Existed, before: v.Before, sysctls: v.Sysctls}, nil
 }
 
 // createdOwned returns the owned paths that did not exist at Take and do
@@ -170,13 +188,18 @@ func (s *Snapshot) createdOwned() []string {
 }
 
 // isRuns reports whether a new entry under a shared path is the run's: a
-// symlink into one of the roots (the kubelet's /var/log/containers links
-// into its pod logs directory), or a socket no one listens on (a
-// containerd shim's, after the shim exited).
+// name with one of the marks, a symlink into one of the roots (the
+// kubelet's /var/log/containers links into its pod logs directory), or a
+// socket no one listens on (a containerd shim's, after the shim exited).
 func (s *Snapshot) isRuns(p string) bool {
 	fi, err := os.Lstat(p)
 	if err != nil {
 		return false
+	}
+	for _, m := range s.marks {
+		if strings.HasPrefix(filepath.Base(p), m) {
+			return true
+		}
 	}
 	switch {
 	case fi.Mode()&fs.ModeSymlink != 0:
@@ -194,9 +217,11 @@ func (s *Snapshot) isRuns(p string) bool {
 
 // Leftovers lists what the run left on the host: mounts under the roots or
 // the recorded paths, owned paths that did not exist before, new entries
-// under the shared paths (whoever made them), changed sysctls, and loop
-// devices whose backing file is under a root or a recorded path. The roots
-// themselves are the caller's to remove (or keep, for a look at the logs).
+// under the shared paths that are the run's (as Restore decides: foreign
+// ones are neither removed nor reported, since another program may be
+// using them) or empty directories, changed sysctls, and loop devices whose
+// backing file is under a root or a recorded path. The roots themselves are
+// the caller's to remove (or keep, for a look at the logs).
 func (s *Snapshot) Leftovers() []string {
 	var out []string
 	watched := append(append(append([]string{}, s.roots...), s.owned...), s.shared...)
@@ -214,7 +239,7 @@ func (s *Snapshot) Leftovers() []string {
 	}
 	for _, root := range s.shared {
 		for _, p := range walk(root) {
-			if !s.before[p] {
+			if !s.before[p] && (s.isRuns(p) || emptyDir(p)) {
 				out = append(out, "new entry "+p)
 			}
 		}
