@@ -37,6 +37,10 @@ type RealNodeOptions struct {
 	// LockFile serializes real nodes on one host: they share
 	// /var/lib/kubelet.
 	LockFile string
+	// Deploy, when set, is a kustomization (deploy/base with the
+	// harness's images, manifests.Overlay) applied once the node is Ready:
+	// dirvol then runs on the node as its DaemonSet's pod.
+	Deploy string
 }
 
 // RealNode is the running real node.
@@ -44,6 +48,9 @@ type RealNode struct {
 	Name, IP string
 	// PodLogsDir is the kubelet's podLogsDir, under the run directory.
 	PodLogsDir string
+	// DriverNamespace and DriverPod: the DaemonSet's pod on this node
+	// (RealNodeOptions.Deploy).
+	DriverNamespace, DriverPod string
 
 	containerd *containerd
 	kubelet    *process
@@ -110,7 +117,13 @@ func (c *Cluster) startRealNode(ctx context.Context, o RealNodeOptions) error {
 			return err
 		}
 	}
-	return c.startKubelet(ctx, r)
+	if err := c.startKubelet(ctx, r); err != nil {
+		return err
+	}
+	if o.Deploy == "" {
+		return nil
+	}
+	return c.deployDriver(ctx, r, o.Deploy)
 }
 
 // drainRealNode stops the controllers that would replace pods, deletes the
