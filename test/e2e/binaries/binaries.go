@@ -42,6 +42,7 @@ const (
 	CSISnapshotter        = "csi-snapshotter"
 	SnapshotController    = "snapshot-controller"
 	Kubelet               = "kubelet"
+	Kubectl               = "kubectl"
 )
 
 // component is one binary: the build module it comes from, its main
@@ -76,6 +77,9 @@ var components = []component{
 	// The real node's kubelet: last, so the control plane's packages it
 	// shares are already compiled.
 	{Kubelet, "kubernetes", "k8s.io/kubernetes/cmd/kubelet", kubeLDFlags},
+	// kubectl, for the real node's tests of kubectl exec and logs (and
+	// the storage conformance suite, which runs it).
+	{Kubectl, "kubernetes", "k8s.io/kubernetes/cmd/kubectl", kubeLDFlags},
 }
 
 // Set maps a binary name to its path.

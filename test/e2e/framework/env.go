@@ -64,6 +64,10 @@ type Env struct {
 	DeployDir string
 	// Local is set for the local control plane (nil for a kubeconfig).
 	Local *cluster.Cluster
+	// Kubeconfig is the file kubectl uses; KubectlPath the kubectl binary
+	// (the harness's build on the local cluster, kubectl on PATH
+	// otherwise).
+	Kubeconfig, KubectlPath string
 }
 
 // Supports reports whether dirvol advertises the controller capability:
@@ -189,7 +193,8 @@ func Setup(ctx context.Context, opts Options) (*Env, func(), error) {
 			fmt.Fprintf(opts.Log, "e2e: kept %s (%s set)\n", dir, EnvKeep)
 		}
 	}
-	e := &Env{Config: c.RESTConfig, Kube: c.Kube, Applier: c.Applier, Namespace: c.Namespace, DeployDir: deployDir, Local: c}
+	e := &Env{Config: c.RESTConfig, Kube: c.Kube, Applier: c.Applier, Namespace: c.Namespace, DeployDir: deployDir, Local: c,
+		Kubeconfig: c.Kubeconfig, KubectlPath: bins.Path(binaries.Kubectl)}
 	disk := nodedisk.Local{}
 	for _, n := range c.Nodes {
 		e.Nodes = append(e.Nodes, n.Name)
@@ -220,7 +225,7 @@ func existing(ctx context.Context, kubeconfig, deployDir string) (*Env, error) {
 		return nil, err
 	}
 	cfg.QPS, cfg.Burst = 200, 400
-	e := &Env{Config: cfg, Namespace: "dirvol", DeployDir: deployDir}
+	e := &Env{Config: cfg, Namespace: "dirvol", DeployDir: deployDir, Kubeconfig: kubeconfig, KubectlPath: "kubectl"}
 	if e.Kube, err = kubernetes.NewForConfig(cfg); err != nil {
 		return nil, err
 	}

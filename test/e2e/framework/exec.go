@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	osexec "os/exec"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
@@ -56,4 +57,18 @@ func (e *Env) Logs(ctx context.Context, ns, pod, container string) (string, erro
 		return "", fmt.Errorf("logs of %s/%s: %w", ns, pod, err)
 	}
 	return string(b), nil
+}
+
+// Kubectl runs the kubectl binary against the cluster with args and stdin
+// (when not nil), and returns its standard output; an error carries its
+// standard error.
+func (e *Env) Kubectl(ctx context.Context, stdin io.Reader, args ...string) (string, error) {
+	cmd := osexec.CommandContext(ctx, e.KubectlPath, append([]string{"--kubeconfig=" + e.Kubeconfig}, args...)...)
+	cmd.Stdin = stdin
+	var out, errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	if err := cmd.Run(); err != nil {
+		return out.String(), fmt.Errorf("kubectl %s: %w: %s", strings.Join(args, " "), err, errOut.String())
+	}
+	return out.String(), nil
 }

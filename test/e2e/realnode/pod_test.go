@@ -80,9 +80,9 @@ func podDir(uid types.UID) string { return filepath.Join("/var/lib/kubelet/pods"
 // TestPodRuns: a busybox pod on the real node writes into an emptyDir;
 // pods/exec (with and without stdin) and the container's log work through
 // kube-apiserver, which reaches the kubelet at the node's address and checks
-// its serving certificate; the file is where the kubelet keeps the emptyDir
-// on this host; deleting the pod removes it and unmounts everything of the
-// pod.
+// its serving certificate, through client-go and through kubectl; the files
+// are where the kubelet keeps the emptyDir on this host; deleting the pod
+// removes them and unmounts everything of the pod.
 func TestPodRuns(t *testing.T) {
 	e := setup(t)
 	ctx := context.Background()
@@ -125,8 +125,20 @@ func TestPodRuns(t *testing.T) {
 		return err == nil && strings.Contains(logs, "started-writer"), nil
 	})
 
+	// The same through the kubectl binary, as users and the storage
+	// conformance suite run it.
+	if out, err := e.Kubectl(ctx, nil, "exec", "-n", ns, "writer", "-c", "app", "--", "cat", "/scratch/file"); err != nil || out != "written-by-pod\n" {
+		t.Errorf("kubectl exec cat = %q, %v; want the line the pod wrote", out, err)
+	}
+	if _, err := e.Kubectl(ctx, strings.NewReader("sent-to-kubectl"), "exec", "-i", "-n", ns, "writer", "--", "sh", "-c", "cat > /scratch/from-kubectl"); err != nil {
+		t.Error(err)
+	}
+	if out, err := e.Kubectl(ctx, nil, "logs", "-n", ns, "writer"); err != nil || !strings.Contains(out, "started-writer") {
+		t.Errorf("kubectl logs = %q, %v; want the pod's line", out, err)
+	}
+
 	scratch := filepath.Join(podDir(pod.UID), "volumes", "kubernetes.io~empty-dir", "scratch")
-	for file, want := range map[string]string{"file": "written-by-pod\n", "from-stdin": "sent-on-stdin"} {
+	for file, want := range map[string]string{"file": "written-by-pod\n", "from-stdin": "sent-on-stdin", "from-kubectl": "sent-to-kubectl"} {
 		if b, err := os.ReadFile(filepath.Join(scratch, file)); err != nil || string(b) != want {
 			t.Errorf("%s on the host = %q, %v; want %q", file, b, err, want)
 		}
