@@ -38,7 +38,19 @@ const (
 	subvolReadOnly    = 1 << 1
 	subvolSpecByID    = 1 << 4
 	qgroupLimitMaxRfr = 1 << 0
-	quotaCtlEnable    = 1
+
+	quotaCtlEnable       = 1
+	quotaCtlEnableSimple = 4
+
+	// Flags of struct btrfs_qgroup_status_item.
+	qgroupStatusOn           = 1 << 0
+	qgroupStatusRescan       = 1 << 1
+	qgroupStatusInconsistent = 1 << 2
+	qgroupStatusSimpleMode   = 1 << 3
+
+	// Modes of struct btrfs_ioctl_subvol_wait.
+	subvolSyncWaitForOne = 0
+	subvolSyncCount      = 2
 
 	volNameMax    = 4087
 	subvolNameMax = 4039
@@ -61,7 +73,11 @@ const (
 	iocQuotaCtl     = iocRead | iocWrite | unsafe.Sizeof(quotaCtlArgs{})<<16 | ioctlMagic<<8 | 40
 	iocQgroupCreate = iocWrite | unsafe.Sizeof(qgroupCreateArgs{})<<16 | ioctlMagic<<8 | 42
 	iocQgroupLimit  = iocRead | unsafe.Sizeof(qgroupLimitArgs{})<<16 | ioctlMagic<<8 | 43
+	iocQuotaRescan  = iocWrite | unsafe.Sizeof(quotaRescanArgs{})<<16 | ioctlMagic<<8 | 44
+	iocRescanStatus = iocRead | unsafe.Sizeof(quotaRescanArgs{})<<16 | ioctlMagic<<8 | 45
+	iocRescanWait   = ioctlMagic<<8 | 46
 	iocSnapDestroy2 = iocWrite | unsafe.Sizeof(volArgsV2{})<<16 | ioctlMagic<<8 | 63
+	iocSubvolSync   = iocWrite | unsafe.Sizeof(subvolWaitArgs{})<<16 | ioctlMagic<<8 | 65
 )
 
 // volArgs is struct btrfs_ioctl_vol_args.
@@ -122,6 +138,20 @@ type searchHeader struct {
 type quotaCtlArgs struct {
 	cmd    uint64
 	status uint64
+}
+
+// quotaRescanArgs is struct btrfs_ioctl_quota_rescan_args.
+type quotaRescanArgs struct {
+	flags    uint64
+	progress uint64
+	reserved [6]uint64
+}
+
+// subvolWaitArgs is struct btrfs_ioctl_subvol_wait.
+type subvolWaitArgs struct {
+	subvolID uint64
+	mode     uint32
+	count    uint32
 }
 
 // qgroupCreateArgs is struct btrfs_ioctl_qgroup_create_args.
