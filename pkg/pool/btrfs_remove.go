@@ -4,8 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"maps"
+	"os"
 	"path/filepath"
 	"slices"
 
