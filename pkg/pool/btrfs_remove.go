@@ -42,7 +42,17 @@ func (b *Btrfs) Remove(id string) error {
 	if err := b.purge(id); err != nil {
 		return err
 	}
-	return b.commit()
+	if err := b.commit(); err != nil {
+		return err
+	}
+	if b.limits {
+		// A delete is when the kernel is likeliest to lose count: look
+		// at once (one tree search) rather than at the next Check. The
+		// volume is gone either way; what the check finds is the pool's
+		// state, logged and reported there, not this removal's.
+		_ = b.checkQuota(true)
+	}
+	return nil
 }
 
 // PurgeTrash implements Pool: it deletes what is in the trash as Remove
