@@ -16,7 +16,7 @@ func TestOpenDetectsBackend(t *testing.T) {
 	btrfsMnt := testfs.Mount(t, testfs.Btrfs, 0)
 	ext4Mnt := testfs.Mount(t, testfs.Ext4, 0)
 	tests := []struct {
-		name    string
+		name     string
 		spec     Spec
 		backend  string
 		enforced bool
