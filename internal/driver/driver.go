@@ -81,7 +81,13 @@ func build(ctx context.Context, cfg Config, mounter mount.Interface) (*Driver, e
 		if !vols.Ready() {
 			return errors.New("volume catalog recovery has not finished")
 		}
-		return vols.Writable()
+		if err := vols.Writable(); err != nil {
+			return err
+		}
+		// Sizes a pool promises but cannot enforce now (btrfs quota
+		// status) make Probe not ready; /healthz ignores them, since a
+		// restart would not repair them.
+		return vols.SizeProblem()
 	}
 	ident := identity.New(cfg.DriverName, cfg.Version, ready)
 
@@ -90,6 +96,7 @@ func build(ctx context.Context, cfg Config, mounter mount.Interface) (*Driver, e
 		Name: "dirvol_orphan_directories",
 		Help: "Volume and snapshot directories under a pool that no catalog record owns, found at the last start. They are never deleted automatically; see the log for their paths.",
 	}, func() float64 { return float64(len(vols.Orphans())) }))
+	mm.GetRegistry().RawMustRegister(newPoolSizesCollector(vols))
 
 	// /healthz is for liveness: a long recovery must not get the pod
 	// restarted, so it only checks that the pools accept writes.
@@ -110,9 +117,12 @@ func logPool(logger klog.Logger, spec pool.Spec, p pool.Pool) {
 	if spec.Image != "" {
 		kv = append(kv, "image", spec.Image, "imageBytes", spec.Size)
 	}
-	if p.EnforcesSize() {
+	switch problem := p.SizeProblem(); {
+	case problem != nil:
+		kv = append(kv, "note", problem.Error())
+	case p.EnforcesSize():
 		kv = append(kv, "note", "a write past a volume's size fails (btrfs quota group limits)")
-	} else {
+	default:
 		kv = append(kv, "note", "sizes are reserved for capacity reporting, not enforced: a volume can outgrow its size")
 	}
 	logger.Info("Pool ready", kv...)
