@@ -66,6 +66,7 @@ const (
 	iocResize       = iocWrite | unsafe.Sizeof(volArgs{})<<16 | ioctlMagic<<8 | 3
 	iocTreeSearch   = iocRead | iocWrite | unsafe.Sizeof(searchArgs{})<<16 | ioctlMagic<<8 | 17
 	iocInoLookup    = iocRead | iocWrite | unsafe.Sizeof(inoLookupArgs{})<<16 | ioctlMagic<<8 | 18
+	iocDevInfo      = iocRead | iocWrite | unsafe.Sizeof(devInfoArgs{})<<16 | ioctlMagic<<8 | 30
 	iocWaitSync     = iocWrite | 8<<16 | ioctlMagic<<8 | 22
 	iocSnapCreateV2 = iocWrite | unsafe.Sizeof(volArgsV2{})<<16 | ioctlMagic<<8 | 23
 	iocStartSync    = iocRead | 8<<16 | ioctlMagic<<8 | 24
@@ -94,6 +95,17 @@ type volArgsV2 struct {
 	flags   uint64
 	unused  [4]uint64
 	name    [subvolNameMax + 1]byte
+}
+
+// devInfoArgs is struct btrfs_ioctl_dev_info_args.
+type devInfoArgs struct {
+	devID      uint64
+	uuid       [16]byte
+	bytesUsed  uint64
+	totalBytes uint64
+	fsid       [16]byte
+	unused     [377]uint64
+	path       [1024]byte
 }
 
 // inoLookupArgs is struct btrfs_ioctl_ino_lookup_args.

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
+	"github.com/dirvol/dirvol/internal/loopdev"
 	"github.com/dirvol/dirvol/pkg/catalog"
 	"github.com/dirvol/dirvol/pkg/controller"
 	"github.com/dirvol/dirvol/pkg/identity"
@@ -56,7 +57,7 @@ func build(ctx context.Context, cfg Config, mounter mount.Interface) (*Driver, e
 	// The catalog is read by Recover, in Run, once the endpoint is up.
 	cat := catalog.New(cfg.catalogDir())
 	pools := make(map[string]pool.Pool)
-	deps := pool.Deps{Mounter: mounter, Exec: utilexec.New()}
+	deps := pool.Deps{Mounter: mounter, Exec: utilexec.New(), Loops: loopdev.New()}
 	for _, spec := range cfg.poolSpecs() {
 		p, err := pool.Open(ctx, spec, deps)
 		if err != nil {

@@ -58,6 +58,9 @@ type Btrfs struct {
 	// qmu guards quota, what the last quota status check found.
 	qmu   sync.Mutex
 	quota quotaState
+
+	// image is set on an image pool: the filesystem it mounted.
+	image *imageMount
 }
 
 var _ Pool = (*Btrfs)(nil)
@@ -156,8 +159,14 @@ func (b *Btrfs) EnforcesSize() bool { return b.limits && b.SizeProblem() == nil 
 // Path implements Pool.
 func (b *Btrfs) Path(id string) (string, error) { return b.dir.Path(id) }
 
-// Exists implements Pool.
-func (b *Btrfs) Exists(id string) (bool, error) { return b.dir.Exists(id) }
+// Exists implements Pool. On an image pool whose image is not mounted it is
+// ErrNotMounted, not false: the volume is out of reach, not gone.
+func (b *Btrfs) Exists(id string) (bool, error) {
+	if err := b.checkMounted(); err != nil {
+		return false, err
+	}
+	return b.dir.Exists(id)
+}
 
 // Archive implements Pool as Dir does: a subvolume is renamed like a
 // directory, and keeps its limit in the archive.
@@ -167,11 +176,24 @@ func (b *Btrfs) Archive(id, dest string) error { return b.dir.Archive(id, dest) 
 func (b *Btrfs) ArchiveTaken(dest string) (bool, error) { return b.dir.ArchiveTaken(dest) }
 
 // Stat implements Pool with statfs, as Dir does. btrfs reports no inode
-// counts (TotalInodes and FreeInodes are 0) and estimates free space.
-func (b *Btrfs) Stat() (FS, error) { return b.dir.Stat() }
+// counts (TotalInodes and FreeInodes are 0) and estimates free space. An
+// image pool whose image is not mounted has no space at all: the
+// filesystem under its mount point is not the pool's (Writable says why).
+func (b *Btrfs) Stat() (FS, error) {
+	if errors.Is(b.checkMounted(), ErrNotMounted) {
+		return FS{}, nil
+	}
+	return b.dir.Stat()
+}
 
-// Writable implements Pool.
-func (b *Btrfs) Writable() error { return b.dir.Writable() }
+// Writable implements Pool; an image pool whose image is not mounted is
+// ErrNotMounted.
+func (b *Btrfs) Writable() error {
+	if err := b.checkMounted(); err != nil {
+		return err
+	}
+	return b.dir.Writable()
+}
 
 // Scan implements Pool.
 func (b *Btrfs) Scan() ([]string, []string, error) { return b.dir.Scan() }

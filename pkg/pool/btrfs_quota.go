@@ -43,6 +43,9 @@ func (b *Btrfs) QuotaStatus() (btrfs.QuotaStatus, error) {
 // has finished deleting since the last call. A pool without limits (quotas
 // off on a filesystem it does not own) has nothing to check.
 func (b *Btrfs) Check(context.Context) error {
+	if err := b.checkMounted(); err != nil {
+		return err
+	}
 	if !b.limits {
 		return nil
 	}

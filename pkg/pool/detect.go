@@ -32,6 +32,9 @@ type Deps struct {
 	Mounter mount.Interface
 	// Exec runs mkfs.btrfs, and blkid to name what an image holds.
 	Exec utilexec.Interface
+	// Loops finds the loop device of a mounted image and tells it that
+	// its file grew.
+	Loops LoopDevices
 }
 
 // Open prepares the pool spec describes, choosing its backend: an image

@@ -36,6 +36,11 @@ type Manager struct {
 
 	orphansMu sync.Mutex
 	orphans   []Orphan
+
+	// checkMu guards checkFailed: per pool, the error of its last failed
+	// check, so that a lasting failure is logged once.
+	checkMu     sync.Mutex
+	checkFailed map[string]string
 }
 
 // Orphan is a directory under a pool's volumes/ or snapshots/ that no
@@ -210,13 +215,30 @@ func (m *Manager) Sizes() []PoolSizes {
 	return out
 }
 
-// CheckPools checks every pool (see pool.Pool.Check); the pools log what
-// they find.
+// CheckPools checks every pool (see pool.Pool.Check). The pools log what
+// their size checks find; other failures (an image not mounted, an
+// unreadable status) are logged here when they first appear and when they
+// end, not at every check.
 func (m *Manager) CheckPools(ctx context.Context) {
 	logger := klog.FromContext(ctx)
+	m.checkMu.Lock()
+	defer m.checkMu.Unlock()
+	if m.checkFailed == nil {
+		m.checkFailed = make(map[string]string)
+	}
 	for _, name := range m.PoolNames() {
-		if err := m.pools[name].Check(ctx); err != nil && !errors.Is(err, pool.ErrSizesNotEnforced) {
-			logger.Error(err, "Cannot check pool", "pool", name)
+		err := m.pools[name].Check(ctx)
+		if errors.Is(err, pool.ErrSizesNotEnforced) {
+			err = nil
+		}
+		was, failed := m.checkFailed[name]
+		switch {
+		case err != nil && err.Error() != was:
+			logger.Error(err, "Pool check failed", "pool", name)
+			m.checkFailed[name] = err.Error()
+		case err == nil && failed:
+			logger.Info("Pool check passes again", "pool", name)
+			delete(m.checkFailed, name)
 		}
 	}
 }
