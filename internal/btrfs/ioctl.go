@@ -48,10 +48,6 @@ const (
 	qgroupStatusInconsistent = 1 << 2
 	qgroupStatusSimpleMode   = 1 << 3
 
-	// Modes of struct btrfs_ioctl_subvol_wait.
-	subvolSyncWaitForOne = 0
-	subvolSyncCount      = 2
-
 	volNameMax    = 4087
 	subvolNameMax = 4039
 	searchBufSize = 4096 - int(unsafe.Sizeof(searchKey{}))
@@ -78,7 +74,6 @@ const (
 	iocRescanStatus = iocRead | unsafe.Sizeof(quotaRescanArgs{})<<16 | ioctlMagic<<8 | 45
 	iocRescanWait   = ioctlMagic<<8 | 46
 	iocSnapDestroy2 = iocWrite | unsafe.Sizeof(volArgsV2{})<<16 | ioctlMagic<<8 | 63
-	iocSubvolSync   = iocWrite | unsafe.Sizeof(subvolWaitArgs{})<<16 | ioctlMagic<<8 | 65
 )
 
 // volArgs is struct btrfs_ioctl_vol_args.
@@ -157,13 +152,6 @@ type quotaRescanArgs struct {
 	flags    uint64
 	progress uint64
 	reserved [6]uint64
-}
-
-// subvolWaitArgs is struct btrfs_ioctl_subvol_wait.
-type subvolWaitArgs struct {
-	subvolID uint64
-	mode     uint32
-	count    uint32
 }
 
 // qgroupCreateArgs is struct btrfs_ioctl_qgroup_create_args.

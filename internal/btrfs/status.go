@@ -145,30 +145,3 @@ func RescanRunning(fd int) (bool, error) {
 	}
 	return args.flags != 0, nil
 }
-
-// WaitSubvolumeDropped waits until btrfs has freed every block of deleted
-// subvolume id and removed its root item (BTRFS_IOC_SUBVOL_SYNC_WAIT,
-// Linux 6.13+). A subvolume that is not deleted, or already dropped,
-// returns at once. Kernels without the ioctl answer ENOTTY; callers then
-// poll SubvolumeExists.
-func WaitSubvolumeDropped(fd int, id uint64) error {
-	args := &subvolWaitArgs{subvolID: id, mode: subvolSyncWaitForOne}
-	err := ioctl(fd, iocSubvolSync, unsafe.Pointer(args))
-	if errors.Is(err, unix.ENOENT) {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("wait for subvolume %d to be dropped: %w", id, err)
-	}
-	return nil
-}
-
-// PendingDrops returns how many deleted subvolumes btrfs has yet to drop
-// (BTRFS_IOC_SUBVOL_SYNC_WAIT, Linux 6.13+; ENOTTY before).
-func PendingDrops(fd int) (int, error) {
-	args := &subvolWaitArgs{mode: subvolSyncCount}
-	if err := ioctl(fd, iocSubvolSync, unsafe.Pointer(args)); err != nil {
-		return 0, fmt.Errorf("count deleted subvolumes not yet dropped: %w", err)
-	}
-	return int(args.count), nil
-}

@@ -179,13 +179,3 @@ func (b *Btrfs) Rescans() int {
 	defer b.qmu.Unlock()
 	return b.quota.rescans
 }
-
-// cleanerBusy reports whether btrfs still has deleted subvolumes to drop.
-func (b *Btrfs) cleanerBusy() (bool, error) {
-	var n int
-	err := b.withRoot(func(fd int) (err error) {
-		n, err = btrfs.PendingDrops(fd)
-		return err
-	})
-	return n > 0, err
-}
