@@ -122,7 +122,8 @@ func EnableSimpleQuota(fd int) error {
 
 // StartRescan starts a rescan of every quota group of fd's filesystem,
 // which recounts them from the extent tree and clears the inconsistent
-// flag when it ends. A rescan already running is not an error.
+// flag when it ends. A rescan already running is not an error. Simple
+// quotas, which are never inconsistent, cannot be rescanned (EINVAL).
 func StartRescan(fd int) error {
 	args := &quotaRescanArgs{}
 	err := ioctl(fd, iocQuotaRescan, unsafe.Pointer(args))
