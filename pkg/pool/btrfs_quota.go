@@ -41,7 +41,8 @@ func (b *Btrfs) QuotaStatus() (btrfs.QuotaStatus, error) {
 // cannot be trusted, EnforcesSize is false, SizeProblem says why, and the
 // change is logged once. It also drops the quota groups of subvolumes btrfs
 // has finished deleting since the last call. A pool without limits (quotas
-// off on a filesystem it does not own) has nothing to check.
+// off on a filesystem it does not own) has nothing to check. An image pool
+// first checks that its image is still mounted (ErrNotMounted).
 func (b *Btrfs) Check(context.Context) error {
 	if err := b.checkMounted(); err != nil {
 		return err
@@ -83,7 +84,7 @@ func (b *Btrfs) checkQuota(committed bool) error {
 		if running, err = btrfs.RescanRunning(fd); err != nil {
 			return err
 		}
-		st.Rescanning = st.Rescanning || running
+		st.Rescanning = running
 		if st.Inconsistent && !st.Rescanning {
 			if err := btrfs.StartRescan(fd); err != nil {
 				return err
