@@ -78,19 +78,7 @@ func build(ctx context.Context, cfg Config, mounter mount.Interface) (*Driver, e
 	if err != nil {
 		return nil, err
 	}
-	ready := func() error {
-		if !vols.Ready() {
-			return errors.New("volume catalog recovery has not finished")
-		}
-		if err := vols.Writable(); err != nil {
-			return err
-		}
-		// Sizes a pool promises but cannot enforce now (btrfs quota
-		// status) make Probe not ready; /healthz ignores them, since a
-		// restart would not repair them.
-		return vols.SizeProblem()
-	}
-	ident := identity.New(cfg.DriverName, cfg.Version, ready)
+	ident := identity.New(cfg.DriverName, cfg.Version, readiness(vols))
 
 	mm := metrics.NewCSIMetricsManagerForPlugin(cfg.DriverName)
 	mm.GetRegistry().RawMustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
@@ -109,6 +97,21 @@ func build(ctx context.Context, cfg Config, mounter mount.Interface) (*Driver, e
 	csi.RegisterControllerServer(srv, ctrl)
 	csi.RegisterNodeServer(srv, nodeSrv)
 	return &Driver{cfg: cfg, vols: vols, node: nodeSrv, srv: srv}, nil
+}
+
+// readiness is what Probe reports: recovery done, every pool writable, and
+// every pool enforcing the sizes its backend promises (btrfs quota status).
+// /healthz checks only writability: a restart repairs no quota status.
+func readiness(vols *volume.Manager) func() error {
+	return func() error {
+		if !vols.Ready() {
+			return errors.New("volume catalog recovery has not finished")
+		}
+		if err := vols.Writable(); err != nil {
+			return err
+		}
+		return vols.SizeProblem()
+	}
 }
 
 // logPool says where the pool is, which backend serves it and whether it

@@ -2,6 +2,7 @@ package driver
 
 import (
 	"context"
+	"errors"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -18,6 +19,9 @@ import (
 // The metrics say per pool whether sizes are enforced, and flag a pool
 // whose backend promises them but lost them (quotas turned off under a
 // btrfs pool); a dir pool is not enforced and not failing.
+//
+// Probe's readiness fails with the pool's reason meanwhile; /healthz's
+// check does not.
 func TestPoolSizesMetrics(t *testing.T) {
 	if _, err := exec.LookPath("btrfs"); err != nil {
 		t.Skipf("btrfs not installed: %v", err)
@@ -40,10 +44,22 @@ func TestPoolSizesMetrics(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if err := vols.Recover(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := readiness(vols)(); err != nil {
+		t.Fatalf("Probe's readiness with every pool enforcing sizes = %v", err)
+	}
 	if out, err := exec.Command("btrfs", "quota", "disable", mnt).CombinedOutput(); err != nil {
 		t.Fatalf("btrfs quota disable: %v: %s", err, out)
 	}
 	vols.CheckPools(context.Background())
+	if err := readiness(vols)(); !errors.Is(err, pool.ErrSizesNotEnforced) || !strings.Contains(err.Error(), `"bt"`) {
+		t.Errorf("Probe's readiness = %v, want ErrSizesNotEnforced naming pool bt", err)
+	}
+	if err := vols.Writable(); err != nil {
+		t.Errorf("Writable (/healthz) = %v, want nil: a restart repairs nothing", err)
+	}
 	want := `
 # HELP dirvol_pool_size_enforcement_failing 1 when the pool's backend enforces sizes but cannot now (btrfs quota figures inconsistent or rescanning, quotas turned off); the log and volume health say why. Alert on this.
 # TYPE dirvol_pool_size_enforcement_failing gauge
