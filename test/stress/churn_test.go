@@ -187,9 +187,13 @@ func holds(m *volume.Manager, f *figures, v volume.Volume, want string) error {
 		return err
 	}
 	got, err := os.ReadFile(filepath.Join(p, "data"))
-	if err != nil || string(got) != want {
+	if err != nil {
 		f.lost.Add(1)
-		return fmt.Errorf("volume %s (%s) holds %q, %v; want %q", v.ID, v.Name, got, err, want)
+		return fmt.Errorf("volume %s (%s) lost its data: %w", v.ID, v.Name, err)
+	}
+	if string(got) != want {
+		f.lost.Add(1)
+		return fmt.Errorf("volume %s (%s) holds %q, want %q", v.ID, v.Name, got, want)
 	}
 	return nil
 }
