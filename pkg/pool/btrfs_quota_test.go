@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/dirvol/dirvol/internal/btrfs"
 )
 
 // markInconsistent makes the kernel mark the quota figures of b's
@@ -98,5 +100,30 @@ func TestBtrfsCheckQuotasTurnedOff(t *testing.T) {
 	}
 	if err := b.Check(context.Background()); !errors.Is(err, ErrSizesNotEnforced) || b.EnforcesSize() {
 		t.Errorf("quotas off: Check = %v, EnforcesSize %v; want ErrSizesNotEnforced, false", err, b.EnforcesSize())
+	}
+}
+
+// A driver starting on a filesystem whose quota figures are inconsistent
+// (left so by an earlier run) repairs them before it says sizes are
+// enforced.
+func TestNewBtrfsRepairsInconsistentQuota(t *testing.T) {
+	b, root := newBtrfsPool(t, 0)
+	p := btCreate(t, b, btVol1, VolumeSpec{Bytes: 16 << 20})
+	must(t, os.WriteFile(filepath.Join(p, "f"), make([]byte, 1<<20), 0o644))
+	must(t, b.Snapshot(btVol1, btSnapID))
+	markInconsistent(t, b, p)
+	must(t, b.withRoot(btrfs.Commit))
+	if st, err := b.QuotaStatus(); err != nil || !st.Inconsistent {
+		t.Fatalf("status before the restart: %s, %v; want inconsistent", st, err)
+	}
+
+	restarted, err := NewBtrfs("bt", root)
+	must(t, err)
+	if restarted.Rescans() != 1 || !restarted.EnforcesSize() {
+		t.Errorf("after the restart: %d rescans, EnforcesSize %v (%v); want 1, true", restarted.Rescans(), restarted.EnforcesSize(), restarted.SizeProblem())
+	}
+	n, err := fillUntilError(t, filepath.Join(p, "fill"), 64<<20)
+	if !isQuotaError(err) {
+		t.Errorf("after the restart, wrote %d bytes into a 16 MiB volume (err %v); want EDQUOT", n, err)
 	}
 }
