@@ -276,9 +276,9 @@ func fill(p string, max int64) (int64, error) {
 
 // Concurrent create, snapshot, restore and delete on a btrfs pool keep
 // every volume and leave sizes enforced. Destroying the quota group of a
-// deleted subvolume before btrfs had dropped and accounted it used to make
-// the kernel mark every group inconsistent, after which no limit held while
-// the driver still said sizes were enforced.
+// deleted subvolume before btrfs has dropped and accounted it makes the
+// kernel mark every group inconsistent, after which no limit holds; the
+// pool must never do it, and must say so whenever limits do not hold.
 func TestChurnBtrfsPool(t *testing.T) {
 	d := duration(t)
 	mnt := testfs.Mount(t, testfs.Btrfs, 1<<30)
