@@ -71,12 +71,21 @@ func newEnvWith(t *testing.T, mounter mount.Interface) *testEnv {
 // under root.
 func newEnvAt(t *testing.T, root string, vols *volume.Manager, mounter mount.Interface, loops loopDevices) *testEnv {
 	t.Helper()
-	srv, err := newServer(Config{NodeID: testNode, MaxVolumes: 10}, vols, mounter, loops)
+	srv, err := newServer(Config{NodeID: testNode, MaxVolumes: 10}, vols, mounter, binderFor(mounter), loops)
 	if err != nil {
 		t.Fatal(err)
 	}
 	fake, _ := mounter.(*mount.FakeMounter)
 	return &testEnv{srv: srv, vols: vols, mnt: fake, loops: loops, root: root, pods: filepath.Join(root, "pods")}
+}
+
+// binderFor returns the kernel's binder for the real mounter, else a fake
+// that records into the fake mounter's table.
+func binderFor(mounter mount.Interface) binder {
+	if fake, ok := mounter.(*mount.FakeMounter); ok {
+		return fakeBinder{mounter: fake}
+	}
+	return kernelBinder{}
 }
 
 func newEnv(t *testing.T) *testEnv { return newEnvWith(t, mount.NewFakeMounter(nil)) }
@@ -181,7 +190,7 @@ func TestNew(t *testing.T) {
 }
 
 func TestNewServerWithoutLoopDevices(t *testing.T) {
-	_, err := newServer(Config{NodeID: testNode}, newManager(t, t.TempDir(), true), mount.NewFakeMounter(nil), nil)
+	_, err := newServer(Config{NodeID: testNode}, newManager(t, t.TempDir(), true), mount.NewFakeMounter(nil), kernelBinder{}, nil)
 	if err == nil {
 		t.Fatal("newServer() without loop devices succeeded")
 	}
