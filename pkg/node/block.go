@@ -324,4 +324,3 @@ func (s *Server) inPool(file string) bool {
 	}
 	return false
 }
-

@@ -41,6 +41,11 @@ func (m *Manager) Delete(ctx context.Context, id string) error {
 		// was until the pool is configured again.
 		return fmt.Errorf("volume %s is in pool %q: %w", v.ID, v.Pool, ErrUnknownPool)
 	}
+	// Checked before recording the intent: a refused delete leaves the
+	// volume as it was, published and listed.
+	if err := m.checkUnused(v, p); err != nil {
+		return err
+	}
 	if v.State != catalog.StateDeleting {
 		v.State = catalog.StateDeleting
 		if OnDelete(v.OnDelete) == OnDeleteArchive {
@@ -62,6 +67,34 @@ func (m *Manager) Delete(ctx context.Context, id string) error {
 		}
 	}
 	return m.finishDelete(ctx, v)
+}
+
+// checkUnused answers ErrInUse, naming the mount points, when v's data is
+// mounted on this node. The caller holds the volume's ID lock in the
+// controller; the node service publishes only volumes the catalog lists as
+// ready, and this one is still listed when it is checked, so a publish
+// that races the delete either shows here or happens before the record
+// says "deleting", after which the node refuses it.
+func (m *Manager) checkUnused(v Volume, p pool.Pool) error {
+	if m.inUse == nil {
+		return nil
+	}
+	path, err := p.Path(v.ID)
+	if v.Block {
+		path, err = p.BlockPath(v.ID)
+	}
+	if err != nil {
+		return err
+	}
+	refs, err := m.inUse.MountedAt(path, v.Block)
+	if err != nil {
+		return fmt.Errorf("check whether volume %s is still mounted: %w", v.ID, err)
+	}
+	if len(refs) > 0 {
+		return fmt.Errorf("volume %s is still published at %s: %w; unpublish it there first (NodeUnpublishVolume), then delete it",
+			v.ID, strings.Join(refs, ", "), ErrInUse)
+	}
+	return nil
 }
 
 // finishDelete reclaims the directory of a volume recorded as "deleting" and
