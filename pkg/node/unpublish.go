@@ -44,19 +44,26 @@ func (s *Server) NodeUnpublishVolume(ctx context.Context, req *csi.NodeUnpublish
 	defer unlock()
 	logger := klog.FromContext(ctx)
 
-	src, err := s.sourceOf(id)
-	if err != nil {
-		return nil, err
-	}
 	t, err := s.openTarget(target, false)
 	if errors.Is(err, unix.ENOENT) {
+		// Nothing is published there. A block volume's devices that no
+		// mount uses are still released, to finish a detach that failed.
 		logger.V(4).Info("Target does not exist; nothing to unpublish", "volumeID", id, "targetPath", target)
-		return &csi.NodeUnpublishVolumeResponse{}, s.releaseBlock(ctx, id, src, nil)
+		if src, err := s.sourceOf(id); err == nil {
+			if err := s.releaseBlock(ctx, id, src, nil); err != nil {
+				return nil, err
+			}
+		}
+		return &csi.NodeUnpublishVolumeResponse{}, nil
 	}
 	if err != nil {
 		return nil, err
 	}
 	defer t.Close()
+	src, err := s.sourceOf(id)
+	if err != nil {
+		return nil, err
+	}
 
 	// Every mount of this volume stacked at the target goes, topmost first.
 	unmounted := false
