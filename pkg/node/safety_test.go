@@ -567,7 +567,6 @@ func TestUnconfiguredPool(t *testing.T) {
 	}
 }
 
-
 func sameMount(a, b mount.MountPoint) bool {
 	return a.Device == b.Device && a.Path == b.Path && a.Type == b.Type && slices.Equal(a.Opts, b.Opts)
 }
