@@ -65,10 +65,14 @@ func (s *Server) NodeUnpublishVolume(ctx context.Context, req *csi.NodeUnpublish
 		return nil, err
 	}
 
-	// Every mount of this volume stacked at the target goes, topmost first.
+	// Every mount of this volume stacked at the target goes, topmost first
+	// (a bounded number: each pass must take one off).
 	unmounted := false
 	var devs []loopdev.Device
-	for t.file != nil {
+	for pass := 0; t.file != nil; pass++ {
+		if pass == maxStacked {
+			return nil, status.Errorf(codes.Internal, "volume %s is still mounted at %s after %d unmounts; check the mount table", id, target, pass)
+		}
 		mine, dev, err := s.holds(t, src)
 		if err != nil {
 			return nil, err
@@ -98,6 +102,10 @@ func (s *Server) NodeUnpublishVolume(ctx context.Context, req *csi.NodeUnpublish
 	}
 	return &csi.NodeUnpublishVolumeResponse{}, nil
 }
+
+// maxStacked bounds how many mounts of one volume NodeUnpublishVolume takes
+// off one target; publish never stacks two.
+const maxStacked = 8
 
 // volumeSource is where a volume's data is, for telling its mounts apart:
 // its directory, or its block file. A volume this node does not know has
