@@ -61,10 +61,6 @@ func (t *openedTarget) Close() {
 // isDir reports whether the target exists and is a directory.
 func (t *openedTarget) isDir() bool { return t.file != nil && t.st.Mode&unix.S_IFMT == unix.S_IFDIR }
 
-// procPath names the opened target through /proc, so that a syscall that
-// takes only a path acts on exactly this file.
-func (t *openedTarget) procPath() string { return fmt.Sprintf("/proc/self/fd/%d", t.file.Fd()) }
-
 // reopen opens the last component again, as it is now: after a mount or
 // unmount the name shows another file than before.
 func (t *openedTarget) reopen() error {
