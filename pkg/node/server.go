@@ -92,9 +92,10 @@ type loopDevices interface {
 // and the mount one step: two publishes of a single-writer volume cannot
 // both see it unmounted, two targets of a block volume never get two
 // devices, and a device is never detached while another target is being
-// mounted from it. NodeExpandVolume holds the volume ID. Recover takes the volume ID of each
-// device it may detach and skips a device whose volume is busy. All of them
-// are try-locks: a busy key is Aborted (or skipped), never waited for.
+// mounted from it. NodeExpandVolume holds the volume ID. Recover takes the
+// volume ID of each device it may detach and skips a device whose volume is
+// busy. All of them are try-locks: a busy key is Aborted (or skipped), never
+// waited for.
 // NodeGetVolumeStats and NodeGetVolumeHealth take no lock: they only read
 // the catalog, the mount table, loop device sizes and the directory.
 // NodeGetInfo and NodeGetCapabilities read nothing that changes.

@@ -1,3 +1,5 @@
+//go:build linux
+
 package node
 
 import (
@@ -6,7 +8,6 @@ import (
 	"path/filepath"
 
 	"golang.org/x/sys/unix"
-
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	mount "k8s.io/mount-utils"
