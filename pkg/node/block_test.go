@@ -567,6 +567,19 @@ func TestNodeUnpublishBlock(t *testing.T) {
 			check: func(t *testing.T, e *testEnv, file string) { wantNoPath(t, e.target("a")) },
 		},
 		{
+			name: "an empty directory where a file belongs is not removed",
+			prepare: func(t *testing.T, e *testEnv, id, file string) *csi.NodeUnpublishVolumeRequest {
+				mkdir(t, e.target("a"))
+				return unpublishReq(id, e.target("a"))
+			},
+			want: codes.FailedPrecondition,
+			check: func(t *testing.T, e *testEnv, file string) {
+				if fi, err := os.Stat(e.target("a")); err != nil || !fi.IsDir() {
+					t.Errorf("target: %v, %v; want the directory left", fi, err)
+				}
+			},
+		},
+		{
 			name: "a file holding data is not removed",
 			prepare: func(t *testing.T, e *testEnv, id, file string) *csi.NodeUnpublishVolumeRequest {
 				mkdir(t, filepath.Dir(e.target("a")))

@@ -309,7 +309,18 @@ func TestUnpublishTouchesOnlyItsOwn(t *testing.T) {
 				}
 				return nil
 			},
-			want: codes.FailedPrecondition, msg: "7 bytes",
+			want: codes.FailedPrecondition, msg: "left in place",
+		},
+		{
+			name: "empty file where a directory belongs",
+			prepare: func(t *testing.T, e *testEnv, id, target string) []string {
+				mkdir(t, filepath.Dir(target))
+				if err := os.WriteFile(target, nil, 0o600); err != nil {
+					t.Fatal(err)
+				}
+				return nil
+			},
+			want: codes.FailedPrecondition, msg: "not the target of a filesystem volume",
 		},
 		{
 			name: "directory holding files",

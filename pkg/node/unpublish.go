@@ -173,8 +173,9 @@ func (s *Server) holds(t *openedTarget, src volumeSource) (bool, *loopdev.Device
 }
 
 // removeTarget removes what is left at the target once this volume's
-// mounts are off it, when it is an empty directory or an empty regular
-// file, the only things the driver or the CO make there. A mount of
+// mounts are off it, when it is what the driver or the CO makes there: an
+// empty directory for a filesystem volume, an empty regular file for a
+// block volume (either, for a volume this node does not know). A mount of
 // something else stays and is success, unless this volume is mounted
 // under it; files, a device node, a FIFO or a socket stay and are refused
 // with a message that says so.
@@ -199,6 +200,14 @@ func (s *Server) removeTarget(ctx context.Context, id string, t *openedTarget, s
 	if unmounted {
 		holder = fmt.Sprintf("volume %s was unmounted from %s, but the target", id, t.path)
 	}
+	isFile := t.st.Mode&unix.S_IFMT == unix.S_IFREG
+	if src.path != "" && ((src.block && t.isDir()) || (!src.block && isFile)) {
+		// Each kind of volume has one kind of target: a directory for a
+		// filesystem volume, a file for a block volume.
+		return status.Errorf(codes.FailedPrecondition,
+			"%s is a %s, which is not the target of a %s volume; it was left in place, remove it and retry",
+			holder, kindOf(t.st), map[bool]string{false: "filesystem", true: "block"}[src.block])
+	}
 	switch {
 	case t.isDir():
 		err := unix.Unlinkat(int(t.parent.Fd()), t.name, unix.AT_REMOVEDIR)
@@ -209,7 +218,7 @@ func (s *Server) removeTarget(ctx context.Context, id string, t *openedTarget, s
 		if err != nil && !errors.Is(err, unix.ENOENT) {
 			return toStatus(fmt.Errorf("remove target %s: %w", t.path, err))
 		}
-	case t.st.Mode&unix.S_IFMT == unix.S_IFREG:
+	case isFile:
 		if t.st.Size != 0 {
 			return status.Errorf(codes.FailedPrecondition,
 				"%s is a file holding %d bytes; it was left in place, move it away and retry", holder, t.st.Size)
