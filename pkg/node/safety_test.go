@@ -4,6 +4,7 @@ package node
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -580,4 +581,38 @@ func TestUnconfiguredPool(t *testing.T) {
 
 func sameMount(a, b mount.MountPoint) bool {
 	return a.Device == b.Device && a.Path == b.Path && a.Type == b.Type && slices.Equal(a.Opts, b.Opts)
+}
+
+// TestLegacyRemount publishes through the path kernels without
+// mount_setattr take (attach, then a bind remount through the attached
+// mount's descriptor): the flags reach the kernel, and the pool's own
+// mount keeps its flags.
+func TestLegacyRemount(t *testing.T) {
+	e := newMountEnv(t)
+	e.srv.binds = kernelBinder{legacyRemount: true}
+	v, source := e.create(t, "v1")
+	ro := publishReq(v.ID, e.target("ro"), mountCap(csi.VolumeCapability_AccessMode_SINGLE_NODE_MULTI_WRITER, "nosuid", "noexec", "noatime"))
+	ro.Readonly = true
+	e.publish(t, ro)
+	rw := publishReq(v.ID, e.target("rw"), mountCap(csi.VolumeCapability_AccessMode_SINGLE_NODE_MULTI_WRITER))
+	e.publish(t, rw)
+
+	if err := os.WriteFile(filepath.Join(e.target("ro"), "x"), nil, 0o600); !errors.Is(err, unix.EROFS) {
+		t.Errorf("write through the read-only target: %v, want EROFS", err)
+	}
+	if mps := realMountsAt(t, e.srv.mounter, e.target("ro")); len(mps) != 1 || !hasAll(mps[0].Opts, "ro", "nosuid", "noexec", "noatime") {
+		t.Errorf("mount at the read-only target = %v, want ro,nosuid,noexec,noatime", mps)
+	}
+	if err := os.WriteFile(filepath.Join(e.target("rw"), "x"), []byte("data"), 0o600); err != nil {
+		t.Errorf("write through the read-write target: %v", err)
+	}
+	if err := os.WriteFile(filepath.Join(source, "y"), nil, 0o600); err != nil {
+		t.Errorf("the volume's directory became read-only: %v", err)
+	}
+	for _, target := range []string{e.target("ro"), e.target("rw")} {
+		if _, err := e.srv.NodeUnpublishVolume(context.Background(), unpublishReq(v.ID, target)); err != nil {
+			t.Fatal(err)
+		}
+		wantNoPath(t, target)
+	}
 }
