@@ -41,12 +41,11 @@ func (m *Manager) Delete(ctx context.Context, id string) error {
 		// was until the pool is configured again.
 		return fmt.Errorf("volume %s is in pool %q: %w", v.ID, v.Pool, ErrUnknownPool)
 	}
-	// Checked before recording the intent: a refused delete leaves the
-	// volume as it was, published and listed.
 	if err := m.checkUnused(v, p); err != nil {
 		return err
 	}
 	if v.State != catalog.StateDeleting {
+		ready := v
 		v.State = catalog.StateDeleting
 		if OnDelete(v.OnDelete) == OnDeleteArchive {
 			name := archiveName(v, m.now())
@@ -65,16 +64,25 @@ func (m *Manager) Delete(ctx context.Context, id string) error {
 		if err := m.cat.Put(v); err != nil {
 			return err
 		}
+		// A publish that looked the volume up before the record said
+		// "deleting" may have mounted it since the first look; from now on
+		// the node refuses to publish it. Looking again closes that gap:
+		// the volume goes back to ready, as it was.
+		if err := m.checkUnused(v, p); err != nil {
+			if perr := m.cat.Put(ready); perr != nil {
+				return fmt.Errorf("%w; and the volume could not be put back to ready: %w", err, perr)
+			}
+			return err
+		}
 	}
 	return m.finishDelete(ctx, v)
 }
 
 // checkUnused answers ErrInUse, naming the mount points, when v's data is
-// mounted on this node. The caller holds the volume's ID lock in the
-// controller; the node service publishes only volumes the catalog lists as
-// ready, and this one is still listed when it is checked, so a publish
-// that races the delete either shows here or happens before the record
-// says "deleting", after which the node refuses it.
+// mounted on this node. Delete looks before it records "deleting", so that
+// a refused delete leaves everything as it was, and once more after, for a
+// publish that raced the record (the node publishes only volumes the
+// catalog lists as ready).
 func (m *Manager) checkUnused(v Volume, p pool.Pool) error {
 	if m.inUse == nil {
 		return nil

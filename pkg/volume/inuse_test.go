@@ -103,3 +103,56 @@ func TestDeleteRefusesMountedVolume(t *testing.T) {
 		})
 	}
 }
+
+// mountedFrom is a UseChecker that reports a mount from its n-th look on.
+type mountedFrom struct {
+	n     int
+	looks int
+}
+
+func (m *mountedFrom) MountedAt(string, bool) ([]string, error) {
+	m.looks++
+	if m.looks >= m.n {
+		return []string{"/pods/p/mount"}, nil
+	}
+	return nil, nil
+}
+
+// TestDeleteRacingPublish mounts the volume between Delete's first look and
+// its record of "deleting", as a publish racing the delete would: Delete
+// sees it on its second look, puts the volume back to ready and removes
+// nothing.
+func TestDeleteRacingPublish(t *testing.T) {
+	e := newEnv(t)
+	cat, _, err := catalog.Open(e.catDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checker := &mountedFrom{n: 2}
+	m, err := New(cat, e.pools, "default", defaultCap, func() time.Time { return e.clock }, WithUseChecker(checker))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Recover(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	req := request("pv-1")
+	req.OnDelete = OnDeleteArchive
+	v := mustCreate(t, m, req)
+	dir, err := m.Path(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(dir, "data"), "live data")
+	before := without(tree(t, e.root), "catalog")
+
+	err = m.Delete(context.Background(), v.ID)
+	if !errors.Is(err, ErrInUse) || checker.looks != 2 {
+		t.Fatalf("Delete = %v after %d looks, want ErrInUse on the second", err, checker.looks)
+	}
+	got, err := m.Get(v.ID)
+	if err != nil || got.State != catalog.StateReady || got.ReclaimTarget != "" {
+		t.Fatalf("Get after the refused delete = %+v, %v; want the volume ready as it was", got, err)
+	}
+	sameTree(t, "refused delete", before, without(tree(t, e.root), "catalog"))
+}
