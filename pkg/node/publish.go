@@ -23,7 +23,8 @@ const targetMode = 0o750
 // read-only when the request or its access mode says so. A block volume is
 // attached to a loop device whose node is bind-mounted on target_path, a
 // file (see publishBlock). Publishing again with the same read-only-ness is
-// success. Lock: lockPublish (volume ID + target path, and volume ID).
+// success. Lock: lockPublish (volume ID + target path, and volume ID), and
+// the volume core's hold on the volume, which DeleteVolume also takes.
 //
 // The target is opened without following symbolic links and the mount is
 // attached to the opened directory (openTarget, binder): a link anywhere in
@@ -45,6 +46,13 @@ func (s *Server) NodePublishVolume(ctx context.Context, req *csi.NodePublishVolu
 		return nil, err
 	}
 	defer unlock()
+	// DeleteVolume looks for mounts before it removes anything; holding
+	// the volume keeps it from looking between this lookup and the mount.
+	release, err := s.vols.Hold(id)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	defer release()
 
 	v, source, err := s.volumeDir(id)
 	if err != nil {

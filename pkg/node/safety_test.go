@@ -616,3 +616,22 @@ func TestLegacyRemount(t *testing.T) {
 		wantNoPath(t, target)
 	}
 }
+
+// TestPublishWhileDeleting publishes a volume the volume core is deleting
+// (holding it): Aborted, and nothing is mounted.
+func TestPublishWhileDeleting(t *testing.T) {
+	e := newEnv(t)
+	v, _ := e.create(t, "v1")
+	release, err := e.vols.Hold(v.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = e.srv.NodePublishVolume(context.Background(), rwReq(v.ID, e.target("a")))
+	checkCode(t, err, codes.Aborted, "being deleted")
+	wantNoPath(t, e.target("a"))
+	release()
+	e.publish(t, rwReq(v.ID, e.target("a")))
+	if err := e.vols.Delete(context.Background(), v.ID); err != nil {
+		t.Fatalf("Delete without a mount checker: %v", err)
+	}
+}

@@ -92,7 +92,10 @@ type loopDevices interface {
 // and the mount one step: two publishes of a single-writer volume cannot
 // both see it unmounted, two targets of a block volume never get two
 // devices, and a device is never detached while another target is being
-// mounted from it. NodeExpandVolume holds the volume ID. Recover takes the
+// mounted from it. NodePublishVolume also holds the volume in the volume
+// core (volume.Manager.Hold), which DeleteVolume takes too, so that a
+// delete's look for mounts never falls between a publish's lookup and its
+// mount. NodeExpandVolume holds the volume ID. Recover takes the
 // volume ID of each device it may detach and skips a device whose volume is
 // busy. All of them are try-locks: a busy key is Aborted (or skipped), never
 // waited for.

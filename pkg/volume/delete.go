@@ -25,6 +25,11 @@ func (m *Manager) Delete(ctx context.Context, id string) error {
 	if !ValidID(id) {
 		return fmt.Errorf("%.64q is not a volume ID issued by this driver: %w", id, ErrNotFound)
 	}
+	release, err := m.Hold(id)
+	if err != nil {
+		return err
+	}
+	defer release()
 	v, err := m.cat.Get(id)
 	if errors.Is(err, catalog.ErrNotFound) {
 		return fmt.Errorf("volume %s: %w", id, ErrNotFound)

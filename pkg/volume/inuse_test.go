@@ -156,3 +156,27 @@ func TestDeleteRacingPublish(t *testing.T) {
 	}
 	sameTree(t, "refused delete", before, without(tree(t, e.root), "catalog"))
 }
+
+// TestDeleteWhileHeld deletes a volume a publish holds: ErrBusy, nothing
+// changed; once released, the delete goes ahead.
+func TestDeleteWhileHeld(t *testing.T) {
+	e := newEnv(t)
+	m := e.recovered(t)
+	v := mustCreate(t, m, request("pv-1"))
+	release, err := m.Hold(v.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := tree(t, e.root)
+	if err := m.Delete(context.Background(), v.ID); !errors.Is(err, ErrBusy) {
+		t.Fatalf("Delete of a held volume = %v, want ErrBusy", err)
+	}
+	sameTree(t, "refused delete", before, tree(t, e.root))
+	if _, err := m.Hold(v.ID); !errors.Is(err, ErrBusy) {
+		t.Fatalf("second Hold = %v, want ErrBusy", err)
+	}
+	release()
+	if err := m.Delete(context.Background(), v.ID); err != nil {
+		t.Fatalf("Delete once released: %v", err)
+	}
+}

@@ -36,6 +36,9 @@ type Manager struct {
 
 	// inUse, when set, is asked before a volume's data is removed.
 	inUse UseChecker
+	// held holds the IDs of volumes being deleted, or being put to use by
+	// a caller of Hold: the two exclude each other.
+	held keylock.Locks[string]
 
 	orphansMu sync.Mutex
 	orphans   []Orphan
@@ -128,6 +131,18 @@ func (m *Manager) List() []Volume {
 		}
 	}
 	return out
+}
+
+// Hold keeps volume id from being deleted while the caller puts it to use
+// (the node service, while it looks the volume up and mounts it), so that
+// Delete's look for mounts and a publish's mount cannot interleave. It
+// answers ErrBusy while the volume is being deleted or held already; the
+// caller releases it with the returned function.
+func (m *Manager) Hold(id string) (release func(), err error) {
+	if !m.held.TryLock(id) {
+		return nil, fmt.Errorf("volume %s is being deleted or published on this node: %w", id, ErrBusy)
+	}
+	return func() { m.held.Unlock(id) }, nil
 }
 
 // Path returns the directory that holds a volume's data.
