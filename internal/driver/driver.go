@@ -91,9 +91,10 @@ func build(ctx context.Context, cfg Config, mounter mount.Interface) (*Driver, e
 		Help: "Volume and snapshot directories under a pool that no catalog record owns, found at the last start. They are never deleted automatically; see the log for their paths.",
 	}, func() float64 { return float64(len(vols.Orphans())) }))
 
-	// /healthz is for liveness: a long recovery must not get the pod
-	// restarted, so it only checks that the pools accept writes.
-	srv, err := server.New(cfg.Server, mm, vols.Writable, ident.SetStopping)
+	// /readyz answers as Probe does; /healthz (liveness) consults neither
+	// recovery nor pools, so neither a long recovery nor a read-only pool
+	// gets the container restarted in the middle of the kubelet's calls.
+	srv, err := server.New(cfg.Server, mm, ready, ident.SetStopping)
 	if err != nil {
 		return nil, err
 	}
