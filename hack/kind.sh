@@ -146,7 +146,10 @@ up() {
   k wait --for condition=established --timeout=60s \
     crd/volumesnapshotclasses.snapshot.storage.k8s.io \
     crd/volumesnapshotcontents.snapshot.storage.k8s.io \
-    crd/volumesnapshots.snapshot.storage.k8s.io
+    crd/volumesnapshots.snapshot.storage.k8s.io \
+    crd/volumegroupsnapshotclasses.groupsnapshot.storage.k8s.io \
+    crd/volumegroupsnapshotcontents.groupsnapshot.storage.k8s.io \
+    crd/volumegroupsnapshots.groupsnapshot.storage.k8s.io
 
   # kind's own default class steps aside for dirvol.
   if k get storageclass standard >/dev/null 2>&1; then
