@@ -249,4 +249,3 @@ func LoadIntoEngine(ctx context.Context, archive string) (string, error) {
 	}
 	return "", nil
 }
-

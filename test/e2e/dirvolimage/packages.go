@@ -41,7 +41,9 @@ func (p Package) File() string {
 	return strings.ReplaceAll(p.Name+"_"+p.Version+"_"+p.Arch+".deb", ":", "%3a")
 }
 
-func (p Package) String() string { return p.Name + " " + p.Version + " " + p.Arch + " sha256:" + p.SHA256 }
+func (p Package) String() string {
+	return p.Name + " " + p.Version + " " + p.Arch + " sha256:" + p.SHA256
+}
 
 // Lock is the resolved package set: every package of the image's Debian
 // layer, dependencies included, sorted by name. It is kept in
