@@ -175,11 +175,11 @@ func Resolve(ctx context.Context, names []string, cache, release string) (Lock, 
 		return Lock{}, fmt.Errorf("apt-get -s install %s resolved no packages:\n%s", strings.Join(names, " "), out)
 	}
 	slices.SortFunc(lock.Packages, func(x, y Package) int { return strings.Compare(x.Name, y.Name) })
-	for i, p := range lock.Packages {
-		path, err := download(ctx, a, p, cache)
-		if err != nil {
-			return Lock{}, err
-		}
+	paths, err := download(ctx, a, lock.Packages, cache)
+	if err != nil {
+		return Lock{}, err
+	}
+	for i, path := range paths {
 		if lock.Packages[i].SHA256, err = fileSHA256(path); err != nil {
 			return Lock{}, err
 		}
@@ -191,53 +191,60 @@ func Resolve(ctx context.Context, names []string, cache, release string) (Lock, 
 // downloading with apt-get the ones not there, and checks every file
 // against its SHA-256 in the lock.
 func Fetch(ctx context.Context, lock Lock, cache string, log io.Writer) ([]string, error) {
-	var a *apt
 	paths := make([]string, len(lock.Packages))
+	var missing []Package
 	for i, p := range lock.Packages {
-		path := filepath.Join(cache, p.File())
-		if sum, err := fileSHA256(path); err == nil && sum == p.SHA256 {
-			paths[i] = path
-			continue
+		paths[i] = filepath.Join(cache, p.File())
+		if sum, err := fileSHA256(paths[i]); err != nil || sum != p.SHA256 {
+			missing = append(missing, p)
 		}
-		if a == nil {
-			tmp, err := aptDir(cache)
-			if err != nil {
-				return nil, err
-			}
-			defer os.RemoveAll(tmp)
-			if a, err = newApt(tmp); err != nil {
-				return nil, err
-			}
-		}
-		fmt.Fprintf(log, "dirvol-image: downloading %s %s\n", p.Name, p.Version)
-		path, err := download(ctx, a, p, cache)
+	}
+	if len(missing) > 0 {
+		tmp, err := aptDir(cache)
 		if err != nil {
+			return nil, err
+		}
+		defer os.RemoveAll(tmp)
+		a, err := newApt(tmp)
+		if err != nil {
+			return nil, err
+		}
+		fmt.Fprintf(log, "dirvol-image: downloading %d Debian packages into %s\n", len(missing), cache)
+		if _, err := download(ctx, a, missing, cache); err != nil {
 			return nil, fmt.Errorf("%w (the host's package lists lack a locked version? run `make image-lock` on a host of Debian %s, after apt-get update)", err, lock.Release)
 		}
-		sum, err := fileSHA256(path)
+	}
+	for i, p := range lock.Packages {
+		sum, err := fileSHA256(paths[i])
 		if err != nil {
 			return nil, err
 		}
 		if sum != p.SHA256 {
-			_ = os.Remove(path)
+			_ = os.Remove(paths[i])
 			return nil, fmt.Errorf("%s: sha256 %s, but the lock says %s", p.File(), sum, p.SHA256)
 		}
-		paths[i] = path
 	}
 	return paths, nil
 }
 
-// download fetches p with apt-get download into a's directory (apt checks
-// it against the signed package index) and moves it into cache.
-func download(ctx context.Context, a *apt, p Package, cache string) (string, error) {
-	if _, err := run(a.command(ctx, "-q", "download", p.Name+":"+p.Arch+"="+p.Version)); err != nil {
-		return "", err
+// download fetches pkgs with one apt-get download into a's directory (apt
+// checks each against the signed package index) and moves them into cache.
+func download(ctx context.Context, a *apt, pkgs []Package, cache string) ([]string, error) {
+	args := []string{"-q", "download"}
+	for _, p := range pkgs {
+		args = append(args, p.Name+":"+p.Arch+"="+p.Version)
 	}
-	dst := filepath.Join(cache, p.File())
-	if err := os.Rename(filepath.Join(a.dir, p.File()), dst); err != nil {
-		return "", fmt.Errorf("apt-get download %s: %w", p.Name, err)
+	if _, err := run(a.command(ctx, args...)); err != nil {
+		return nil, err
 	}
-	return dst, nil
+	paths := make([]string, len(pkgs))
+	for i, p := range pkgs {
+		paths[i] = filepath.Join(cache, p.File())
+		if err := os.Rename(filepath.Join(a.dir, p.File()), paths[i]); err != nil {
+			return nil, fmt.Errorf("apt-get download %s: %w", p.Name, err)
+		}
+	}
+	return paths, nil
 }
 
 // aptDir is a fresh apt state directory inside cache, so that downloads
