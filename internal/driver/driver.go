@@ -78,7 +78,8 @@ func build(ctx context.Context, cfg Config, mounter mount.Interface) (*Driver, e
 	if err != nil {
 		return nil, err
 	}
-	ident := identity.New(cfg.DriverName, cfg.Version, readiness(vols))
+	ready := readiness(vols)
+	ident := identity.New(cfg.DriverName, cfg.Version, ready)
 
 	mm := metrics.NewCSIMetricsManagerForPlugin(cfg.DriverName)
 	mm.GetRegistry().RawMustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
@@ -100,9 +101,9 @@ func build(ctx context.Context, cfg Config, mounter mount.Interface) (*Driver, e
 	return &Driver{cfg: cfg, vols: vols, node: nodeSrv, srv: srv}, nil
 }
 
-// readiness is what Probe reports: recovery done, every pool writable, and
-// every pool enforcing the sizes its backend promises (btrfs quota status).
-// /healthz checks only writability: a restart repairs no quota status.
+// readiness is what Probe and /readyz report: recovery done, every pool
+// writable, and every pool enforcing the sizes its backend promises (btrfs
+// quota status). /healthz checks none of it: a restart repairs no pool.
 func readiness(vols *volume.Manager) func() error {
 	return func() error {
 		if !vols.Ready() {
