@@ -83,6 +83,9 @@ func Build(ctx context.Context, o Options) (v1.Image, error) {
 	if o.Version == "" {
 		return nil, errors.New("dirvol-image: no version to build the driver with")
 	}
+	if _, err := exec.LookPath("dpkg-deb"); err != nil {
+		return nil, fmt.Errorf("dirvol-image unpacks Debian packages with dpkg-deb, which is not installed (Debian's dpkg package; building on a Debian %s host, or with make image-docker, works): %w", o.Lock.Release, err)
+	}
 	debs, err := Fetch(ctx, o.Lock, o.Cache, o.Log)
 	if err != nil {
 		return nil, err

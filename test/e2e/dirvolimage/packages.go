@@ -200,6 +200,9 @@ func Fetch(ctx context.Context, lock Lock, cache string, log io.Writer) ([]strin
 		}
 	}
 	if len(missing) > 0 {
+		if _, err := exec.LookPath("apt-get"); err != nil {
+			return nil, fmt.Errorf("%d Debian packages of the lock are not in %s, and there is no apt-get to download them (build on a Debian %s host, or with make image-docker): %w", len(missing), cache, lock.Release, err)
+		}
 		tmp, err := aptDir(cache)
 		if err != nil {
 			return nil, err
