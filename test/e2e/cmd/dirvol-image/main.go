@@ -44,7 +44,6 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	root := fs.String("root", ".", "The repository to build cmd/driver from.")
 	out := fs.String("out", "bin/dirvol-image.tar", "The docker archive to write (relative to -root).")
 	ref := fs.String("image", "", "Image reference to tag the archive with (default: what deploy/base/kustomization.yaml names the driver's image).")
-	extraTags := fs.String("extra-tags", "", "Comma-separated further tags of the same repository, as in kind-1a2b3c.")
 	version := fs.String("version", "", "Version of the driver (-X main.version).")
 	cache := fs.String("cache", "", "Directory of downloaded .deb files (default ${XDG_CACHE_HOME:-~/.cache}/dirvol-image).")
 	load := fs.Bool("load", true, "Load the archive into docker or podman when one is running.")
@@ -87,15 +86,6 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 	}
 	refs := []string{*ref}
-	if *extraTags != "" {
-		repo := *ref
-		if i := strings.LastIndex(repo, ":"); i > strings.LastIndex(repo, "/") {
-			repo = repo[:i]
-		}
-		for _, t := range strings.Split(*extraTags, ",") {
-			refs = append(refs, repo+":"+t)
-		}
-	}
 	lock, err := dirvolimage.DefaultLock()
 	if err != nil {
 		return err
