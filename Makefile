@@ -68,7 +68,7 @@ image-lock: ## Resolve the image's Debian packages again with this host's apt (D
 
 .PHONY: image-docker
 image-docker: ## Build the same image from the Dockerfile with docker.
-	docker build --build-arg VERSION=$(VERSION) -t "$${IMAGE:-$$($(IMAGE_TOOL) -print-reference)}" .
+	docker build --build-arg VERSION=$(VERSION) -t "$(if $(IMAGE),$(IMAGE),$$($(IMAGE_TOOL) -print-reference))" .
 
 # --- Cluster end-to-end tests (test/e2e, a Go module of its own) -------------
 # Without E2E_KUBECONFIG they build etcd, kube-apiserver, kube-controller-manager,
