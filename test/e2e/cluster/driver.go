@@ -47,6 +47,9 @@ func (c *Cluster) startDriver(ctx context.Context, n *Node) error {
 		"--endpoint=unix://" + n.Socket,
 		"--node-id=" + n.Name,
 		"--data-dir=" + n.DataDir,
+		// No kubelet on a fake node: the harness writes its CSINode
+		// (registerCSINode) from what queryDriver learns.
+		"--kubelet-registration-dir=",
 		"--v=4",
 	}, nil)
 	if err != nil {
