@@ -86,8 +86,13 @@ func New(cfg Config, driverName string, csiListening <-chan struct{}) (*Server, 
 	return s, nil
 }
 
-// Collectors returns the registration metrics, for the driver's registry.
+// Collectors returns the registration metrics, for the driver's registry;
+// none when registration is disabled, so that no "not registered" figure
+// stands for a driver that is not meant to register.
 func (s *Server) Collectors() []prometheus.Collector {
+	if s.socket == "" {
+		return nil
+	}
 	return []prometheus.Collector{s.registered, s.refusals}
 }
 

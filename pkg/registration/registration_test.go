@@ -125,6 +125,9 @@ func TestGetInfoAndVerdicts(t *testing.T) {
 	if v := testutil.ToFloat64(s.registered); v != 0 {
 		t.Errorf("dirvol_kubelet_registered %v before any verdict, want 0", v)
 	}
+	if c := s.Collectors(); len(c) != 2 {
+		t.Errorf("Collectors: %d metrics, want 2", len(c))
+	}
 
 	if _, err := k.NotifyRegistrationStatus(callCtx(t), &regv1.RegistrationStatus{PluginRegistered: true}); err != nil {
 		t.Fatalf("NotifyRegistrationStatus(registered): %v", err)
@@ -255,6 +258,9 @@ func TestDisabledWhenDirEmpty(t *testing.T) {
 	}
 	if entries, err := os.ReadDir(dir); err != nil || len(entries) != 0 {
 		t.Errorf("files made: %v, %v", entries, err)
+	}
+	if c := s.Collectors(); len(c) != 0 {
+		t.Errorf("a disabled server exports %d metrics, want none", len(c))
 	}
 }
 
