@@ -29,6 +29,12 @@ test: ## Run every test (unit, sanity, crash, hostile input, then the cluster en
 	go test -race -count=1 -timeout 30m ./...
 	$(MAKE) e2e
 
+STRESS_DURATION ?= 60s
+
+.PHONY: test-stress
+test-stress: ## Churn create/snapshot/restore/delete on btrfs and image pools for STRESS_DURATION (default 60s) each, then check limits hold; prints figures. Needs root.
+	DIRVOL_STRESS_DURATION=$(STRESS_DURATION) go test -race -count=1 -v -run Churn -timeout 30m ./test/stress/
+
 .PHONY: sanity
 sanity: ## Run the csi-test sanity suite in-process.
 	go test -race -count=1 -v ./test/sanity/
