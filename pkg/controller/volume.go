@@ -93,7 +93,9 @@ func sourceName(snapshotID, volumeID string) string {
 }
 
 // DeleteVolume applies the volume's onDelete policy. An ID this driver never
-// issued, or one already deleted, is success, as the CSI spec requires.
+// issued, or one already deleted, is success, as the CSI spec requires. A
+// volume still mounted on this node (published) is FailedPrecondition and
+// stays as it is.
 // Snapshots of the volume are independent copies and stay. Lock: the volume
 // ID.
 func (s *Server) DeleteVolume(ctx context.Context, req *csi.DeleteVolumeRequest) (*csi.DeleteVolumeResponse, error) {
@@ -113,6 +115,10 @@ func (s *Server) DeleteVolume(ctx context.Context, req *csi.DeleteVolumeRequest)
 	}
 	if errors.Is(err, volume.ErrUnknownPool) {
 		return nil, unknownPoolStatus(err)
+	}
+	if errors.Is(err, volume.ErrInUse) {
+		// Nothing was changed; the CO retries once the volume is unpublished.
+		return nil, status.Error(codes.FailedPrecondition, err.Error())
 	}
 	if err != nil {
 		return nil, toStatus(err)

@@ -10,6 +10,7 @@ import (
 	"github.com/dirvol/dirvol/internal/loopdev"
 	"github.com/dirvol/dirvol/pkg/pool"
 	"github.com/dirvol/dirvol/pkg/volume"
+	"golang.org/x/sys/unix"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
@@ -29,7 +30,11 @@ func TestToStatus(t *testing.T) {
 		{name: "os error", err: &fs.PathError{Op: "mkdir", Path: "/x", Err: fs.ErrPermission}, want: codes.Internal},
 		// Text that looks like a sentinel's is not the sentinel.
 		{name: "text only", err: errors.New(volume.ErrNotFound.Error()), want: codes.Internal},
-		{name: "unknown pool is not the client's fault here", err: volume.ErrUnknownPool, want: codes.Internal},
+		{name: "unknown pool: start the driver with it again", err: fmt.Errorf("volume v is in pool %q: %w", "gone", volume.ErrUnknownPool), want: codes.FailedPrecondition},
+		{name: "symbolic link in a target", err: fmt.Errorf("/pods/x: %w", errSymlink), want: codes.InvalidArgument},
+		{name: "file in the middle of a target", err: fmt.Errorf("/pods/x: %w", errNotDir), want: codes.InvalidArgument},
+		{name: "component too long", err: fmt.Errorf("open /pods/x: %w", unix.ENAMETOOLONG), want: codes.InvalidArgument},
+		{name: "status passes through", err: status.Error(codes.Aborted, "busy"), want: codes.Aborted},
 		{name: "shrink", err: fmt.Errorf("limit below size: %w", volume.ErrOutOfRange), want: codes.OutOfRange},
 		{name: "pool full", err: fmt.Errorf("grow: %w", volume.ErrNoSpace), want: codes.ResourceExhausted},
 		{name: "loop device in use", err: fmt.Errorf("detach /dev/loop3: %w", loopdev.ErrBusy), want: codes.FailedPrecondition},
