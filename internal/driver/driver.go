@@ -15,6 +15,7 @@ import (
 	"github.com/dirvol/dirvol/pkg/identity"
 	"github.com/dirvol/dirvol/pkg/node"
 	"github.com/dirvol/dirvol/pkg/pool"
+	"github.com/dirvol/dirvol/pkg/registration"
 	"github.com/dirvol/dirvol/pkg/server"
 	"github.com/dirvol/dirvol/pkg/volume"
 	"github.com/kubernetes-csi/csi-lib-utils/metrics"
@@ -32,6 +33,7 @@ type Driver struct {
 	vols *volume.Manager
 	node *node.Server
 	srv  *server.Server
+	reg  *registration.Server
 }
 
 // New opens the catalog and pools and builds the services. It starts
@@ -102,7 +104,12 @@ func build(ctx context.Context, cfg Config, mounter mount.Interface) (*Driver, e
 	csi.RegisterIdentityServer(srv, ident)
 	csi.RegisterControllerServer(srv, ctrl)
 	csi.RegisterNodeServer(srv, nodeSrv)
-	return &Driver{cfg: cfg, vols: vols, node: nodeSrv, srv: srv}, nil
+	reg, err := registration.New(cfg.Registration, cfg.DriverName, srv.Listening())
+	if err != nil {
+		return nil, err
+	}
+	mm.GetRegistry().RawMustRegister(reg.Collectors()...)
+	return &Driver{cfg: cfg, vols: vols, node: nodeSrv, srv: srv, reg: reg}, nil
 }
 
 // readiness is what Probe and /readyz report: recovery done, every pool
@@ -148,6 +155,8 @@ func (d *Driver) Run(ctx context.Context) error {
 	defer d.lock.Close()
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return d.srv.Run(gctx) })
+	// Registers with the kubelet once the CSI endpoint listens.
+	g.Go(func() error { return d.reg.Run(gctx) })
 	g.Go(func() error {
 		start := time.Now()
 		if err := d.vols.Recover(gctx); err != nil {

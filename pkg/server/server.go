@@ -60,13 +60,17 @@ func (c *Config) Validate() error {
 
 // Server serves the CSI services registered on it. It is a
 // grpc.ServiceRegistrar: register the services with csi.Register*Server
-// before calling Run. Run may be called once.
+// before calling Run. Run, or Serve, may be called once.
 type Server struct {
 	cfg    Config
 	grpc   *grpc.Server
 	mm     metrics.CSIMetricsManager
 	ready  func() error
 	onStop func()
+	// listening is closed once the CSI listener exists, so that work that
+	// must not start before the endpoint answers (kubelet registration)
+	// can wait for it.
+	listening chan struct{}
 }
 
 var _ grpc.ServiceRegistrar = (*Server)(nil)
@@ -87,13 +91,19 @@ func New(cfg Config, mm metrics.CSIMetricsManager, ready func() error, onStop fu
 		return nil, errors.New("server: no metrics manager")
 	}
 	return &Server{
-		cfg:    cfg,
-		grpc:   grpc.NewServer(grpc.ChainUnaryInterceptor(observe(mm), recoverPanic)),
-		mm:     mm,
-		ready:  ready,
-		onStop: onStop,
+		cfg:       cfg,
+		grpc:      grpc.NewServer(grpc.ChainUnaryInterceptor(observe(mm), recoverPanic)),
+		mm:        mm,
+		ready:     ready,
+		onStop:    onStop,
+		listening: make(chan struct{}),
 	}, nil
 }
+
+// Listening returns a channel that is closed once the CSI endpoint listens:
+// from then on a client's dial is accepted (the kernel queues connections
+// until Serve accepts them). It stays open when Run fails to listen.
+func (s *Server) Listening() <-chan struct{} { return s.listening }
 
 // RegisterService registers a gRPC service; it implements
 // grpc.ServiceRegistrar. Call it before Run.
@@ -121,12 +131,14 @@ func (s *Server) Run(ctx context.Context) error {
 
 // Serve serves the CSI services on csiLis and, when httpLis is not nil,
 // /metrics, /healthz and /readyz on httpLis, until ctx is cancelled or a server fails.
+// It closes Listening first: csiLis already queues connections.
 // Then it calls onStop, stops gRPC gracefully (cancelling calls still in
 // flight after cfg.GracefulStopTimeout) and shuts HTTP down. It closes both
 // listeners, which removes a unix socket file. It returns nil after a
 // cancelled ctx, or the error that made a server fail.
 func (s *Server) Serve(ctx context.Context, csiLis, httpLis net.Listener) error {
 	logger := klog.FromContext(ctx)
+	close(s.listening)
 	g, gctx := errgroup.WithContext(ctx)
 
 	g.Go(func() error {

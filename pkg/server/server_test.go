@@ -124,6 +124,33 @@ func TestRunFailsOnEndpointInUse(t *testing.T) {
 	if err := s.Run(context.Background()); err == nil {
 		t.Fatal("Run on an endpoint in use succeeded")
 	}
+	select {
+	case <-s.Listening():
+		t.Error("Listening closed although Run could not listen")
+	default:
+	}
+}
+
+// Listening is closed only once the socket accepts a dial, so that the
+// kubelet, told about the driver then, finds it.
+func TestListeningClosedOnceSocketAccepts(t *testing.T) {
+	s, sock := newTestServer(t, &fakeIdentity{}, nil, nil, time.Minute)
+	select {
+	case <-s.Listening():
+		t.Fatal("Listening closed before Run")
+	default:
+	}
+	start(t, s.Run)
+	select {
+	case <-s.Listening():
+	case <-time.After(30 * time.Second):
+		t.Fatal("Listening not closed 30s after Run started")
+	}
+	conn, err := net.Dial("unix", sock)
+	if err != nil {
+		t.Fatalf("dial once Listening is closed: %v", err)
+	}
+	_ = conn.Close()
 }
 
 func TestGracefulStopFinishesInFlightCall(t *testing.T) {
