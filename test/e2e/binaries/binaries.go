@@ -45,6 +45,13 @@ const (
 	CSIResizer            = "csi-resizer"
 	Kubelet               = "kubelet"
 	Kubectl               = "kubectl"
+
+	// The Kubernetes external storage suite (make conformance): the
+	// suite's test binary, the ginkgo runner, and agnhost for the suite's
+	// images.
+	StorageSuite = "storage-e2e.test"
+	Ginkgo       = "ginkgo"
+	Agnhost      = "agnhost"
 )
 
 // component is one binary: the build module it comes from, its main
@@ -55,6 +62,10 @@ type component struct {
 	pkg     string
 	ldflags string
 }
+
+// test reports whether c is a package's test binary (go test -c), which
+// its name says by ending in .test, as go test names them.
+func (c component) test() bool { return strings.HasSuffix(c.name, ".test") }
 
 // kubeLDFlags stamp the version the way Kubernetes' own build does; without
 // them the components report v0.0.0-master and version skew checks get
@@ -85,6 +96,20 @@ var components = []component{
 	{Kubectl, "kubernetes", "k8s.io/kubernetes/cmd/kubectl", kubeLDFlags},
 }
 
+// conformanceComponents are what `make conformance` adds to components:
+// built only on demand (EnsureConformance), since the other tests need none
+// of them.
+var conformanceComponents = []component{
+	// The storage side of upstream's e2e.test only (see
+	// build/kubernetes/storagesuite): a fraction of the whole e2e.test's
+	// compile time.
+	{StorageSuite, "kubernetes", "github.com/dirvol/dirvol/test/e2e/build/kubernetes/storagesuite", kubeLDFlags},
+	{Ginkgo, "kubernetes", "github.com/onsi/ginkgo/v2/ginkgo", ""},
+	// agnhost, the program of the suite's host-exec and exec pods, at
+	// the version manifest.go of the same release names.
+	{Agnhost, "kubernetes", "k8s.io/kubernetes/test/images/agnhost", ""},
+}
+
 // Set maps a binary name to its path.
 type Set map[string]string
 
@@ -109,7 +134,7 @@ func DefaultCacheDir() (string, error) {
 func Key(buildRoot string) (string, error) {
 	h := sha256.New()
 	seen := map[string]bool{}
-	for _, c := range components {
+	for _, c := range append(components, conformanceComponents...) {
 		fmt.Fprintf(h, "%s %s %s\n", c.name, c.pkg, c.ldflags)
 		if seen[c.module] {
 			continue
@@ -132,6 +157,16 @@ func Key(buildRoot string) (string, error) {
 // each build took go to log. Concurrent callers (parallel test packages)
 // serialize on a lock file, so each binary is built once.
 func Ensure(ctx context.Context, buildRoot, cacheDir string, log io.Writer) (Set, error) {
+	return ensure(ctx, buildRoot, cacheDir, components, log)
+}
+
+// EnsureConformance is Ensure for the binaries of the external storage
+// suite (conformanceComponents), in the same cache directory.
+func EnsureConformance(ctx context.Context, buildRoot, cacheDir string, log io.Writer) (Set, error) {
+	return ensure(ctx, buildRoot, cacheDir, conformanceComponents, log)
+}
+
+func ensure(ctx context.Context, buildRoot, cacheDir string, list []component, log io.Writer) (Set, error) {
 	key, err := Key(buildRoot)
 	if err != nil {
 		return nil, err
@@ -147,7 +182,7 @@ func Ensure(ctx context.Context, buildRoot, cacheDir string, log io.Writer) (Set
 	defer unlock()
 
 	set := Set{}
-	for _, c := range components {
+	for _, c := range list {
 		out := filepath.Join(bin, c.name)
 		set[c.name] = out
 		if _, err := os.Stat(out); err == nil {
@@ -168,6 +203,10 @@ func Ensure(ctx context.Context, buildRoot, cacheDir string, log io.Writer) (Set
 func build(ctx context.Context, dir string, c component, out string, log io.Writer) error {
 	tmp := out + ".tmp"
 	args := []string{"build", "-trimpath", "-o", tmp}
+	if c.test() {
+		// The suite is vetted where it is developed, not at every build.
+		args = []string{"test", "-c", "-vet=off", "-trimpath", "-o", tmp}
+	}
 	if c.ldflags != "" {
 		args = append(args, "-ldflags", c.ldflags)
 	}

@@ -121,6 +121,14 @@ type Options struct {
 	// RealNodeName (local cluster only). The process must have entered the
 	// tests' network namespace (netns.Enter).
 	RealNode bool
+	// Deploy runs deploy/base on the real node as users install it: the
+	// DaemonSet's pod there runs the dirvol image built from this tree
+	// (package dirvolimage) and sidecar images made from the harness's
+	// binaries, through an overlay that swaps image references only.
+	Deploy bool
+	// Images are more docker archives the real node imports before the
+	// kubelet starts (a test suite's images).
+	Images []string
 }
 
 // RealNodeName is the real node's name.
@@ -175,6 +183,17 @@ func Setup(ctx context.Context, opts Options) (*Env, func(), error) {
 	var real *cluster.RealNodeOptions
 	if opts.RealNode {
 		if real, err = realNode(ctx, root, dir, cache); err != nil {
+			os.RemoveAll(dir)
+			return nil, nil, err
+		}
+		real.Images = append(real.Images, opts.Images...)
+	}
+	if opts.Deploy {
+		if real == nil {
+			os.RemoveAll(dir)
+			return nil, nil, errors.New("Options.Deploy needs Options.RealNode: deploy/ runs on the real node")
+		}
+		if err = deployOnRealNode(ctx, real, deployDir, dir, bins, opts.Log); err != nil {
 			os.RemoveAll(dir)
 			return nil, nil, err
 		}

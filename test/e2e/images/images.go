@@ -138,13 +138,29 @@ func layer(files []File) ([]byte, error) {
 // busybox-static installs it as /bin/busybox) with a symlink per applet, a
 // world-writable /tmp, and sh as the command.
 func Busybox(ctx context.Context, out, bin string) error {
+	files, err := busyboxFiles(ctx, bin)
+	if err != nil {
+		return err
+	}
+	return Write(out, BusyboxRef, files, busyboxConfig)
+}
+
+// busyboxConfig runs a shell.
+var busyboxConfig = v1.Config{
+	Cmd: []string{"sh"},
+	Env: []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"},
+}
+
+// busyboxFiles are the files of the busybox image: the binary, a link per
+// applet, /tmp, a passwd and group file.
+func busyboxFiles(ctx context.Context, bin string) ([]File, error) {
 	data, err := os.ReadFile(bin)
 	if err != nil {
-		return fmt.Errorf("busybox for the test pods' image (apt-get install busybox-static): %w", err)
+		return nil, fmt.Errorf("busybox for the test pods' image (apt-get install busybox-static): %w", err)
 	}
 	list, err := exec.CommandContext(ctx, bin, "--list-full").Output()
 	if err != nil {
-		return fmt.Errorf("%s --list-full: %w", bin, err)
+		return nil, fmt.Errorf("%s --list-full: %w", bin, err)
 	}
 	files := []File{
 		{Path: "bin/busybox", Mode: 0o755, Data: data},
@@ -161,10 +177,7 @@ func Busybox(ctx context.Context, out, bin string) error {
 		}
 		files = append(files, File{Path: applet, Mode: 0o777, Link: "/bin/busybox"})
 	}
-	return Write(out, BusyboxRef, files, v1.Config{
-		Cmd: []string{"sh"},
-		Env: []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"},
-	})
+	return files, nil
 }
 
 // Pause writes PauseRef: ./images/pause of the e2e module at moduleRoot,
@@ -195,22 +208,33 @@ func Binary(ctx context.Context, out, ref, bin string) error {
 	}
 	entry := "/" + filepath.Base(bin)
 	files := []File{{Path: entry, Mode: 0o755, Data: data}, {Path: "tmp", Mode: 0o1777, Dir: true}}
-	libs, err := sharedLibraries(ctx, bin)
+	libs, err := libraryFiles(ctx, bin)
 	if err != nil {
 		return err
 	}
+	files = append(files, libs...)
+	return Write(out, ref, files, v1.Config{Entrypoint: []string{entry}})
+}
+
+// libraryFiles returns the shared libraries bin links, at their paths.
+func libraryFiles(ctx context.Context, bin string) ([]File, error) {
+	libs, err := sharedLibraries(ctx, bin)
+	if err != nil {
+		return nil, err
+	}
+	var files []File
 	for _, lib := range libs {
 		real, err := filepath.EvalSymlinks(lib)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		b, err := os.ReadFile(real)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		files = append(files, File{Path: lib, Mode: 0o755, Data: b})
 	}
-	return Write(out, ref, files, v1.Config{Entrypoint: []string{entry}})
+	return files, nil
 }
 
 // sharedLibraries returns the absolute paths ldd prints for bin; none for a

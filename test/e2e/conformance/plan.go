@@ -1,0 +1,41 @@
+package conformance
+
+// A suiteRun is one invocation of the suite: the specs whose full text matches
+// Focus and not Skip.
+type suiteRun struct {
+	Name        string
+	Focus, Skip string
+}
+
+// The suite's spec texts look like
+//
+//	External Storage [Driver: dirvol.csi.dev] [Testpattern: Dynamic PV (block volmode)] volumeMode should fail to use a volume in a pod with mismatched mode
+//
+// and carry [Serial], [Disruptive], [Slow] and [Feature:<name>] tags.
+const (
+	external = `External.Storage`
+	// notRun are the specs no run selects: [Disruptive] ones restart the
+	// kubelet or stop the node, [Serial] ones need the cluster to
+	// themselves, and [Feature:...] ones need a feature dirvol lacks
+	// (VolumeSnapshotDataSource has a run of its own).
+	notRun = `\[Disruptive\]|\[Serial\]|\[Feature:`
+)
+
+// plans are what E2E_CONFORMANCE selects.
+var plans = map[string][]suiteRun{
+	// Everything dirvol's test driver file enables: the specs that run in
+	// parallel, then the snapshot specs.
+	"full": {
+		{Name: "storage", Focus: external, Skip: notRun},
+		{Name: "snapshots", Focus: external + `.*\[Feature:VolumeSnapshotDataSource\]`, Skip: `\[Disruptive\]|\[Serial\]`},
+	},
+	// What CI runs: every suite the project must pass (provisioning,
+	// volumes, volumeIO, volumeMode, subPath, multiVolume on one node,
+	// snapshottable, provisioning from a snapshot and from a PVC,
+	// volume-expand, capacity, topology), each in the default filesystem
+	// and block patterns, without the [Slow] specs.
+	"ci": {
+		{Name: "storage", Focus: external + `.*\] (provisioning|volumes|volumeIO|volumeMode|subPath|multiVolume|volume-expand|capacity|topology) `, Skip: notRun + `|\[Slow\]|Inline-volume|Pre-provisioned|Generic Ephemeral|\(xfs\)|\(ext4\)|\(ext3\)|\(ntfs\)|\(delayed binding\)|\(immediate binding\)|\(allowExpansion\)\].*\(block`},
+		{Name: "snapshots", Focus: external + `.*\[Feature:VolumeSnapshotDataSource\]`, Skip: `\[Disruptive\]|\[Serial\]|\[Slow\]`},
+	},
+}

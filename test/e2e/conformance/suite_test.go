@@ -1,0 +1,96 @@
+package conformance
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/dirvol/dirvol/test/e2e/binaries"
+)
+
+// TestExternalStorage runs the plan's runs one after the other with the
+// ginkgo runner, each writing a JUnit report (junit_<run>.xml) and the
+// suite's output (<run>.log) into the report directory. A run fails the test
+// when ginkgo says a spec failed.
+func TestExternalStorage(t *testing.T) {
+	if env == nil {
+		t.Skip(skipReason)
+	}
+	planName := os.Getenv(EnvPlan)
+	plan, ok := plans[planName]
+	if !ok {
+		t.Fatalf("%s=%q: no such plan (full, ci)", EnvPlan, planName)
+	}
+	root, err := binaries.ModuleRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	repo := filepath.Clean(filepath.Join(root, "..", ".."))
+	reportDir := os.Getenv(EnvReportDir)
+	if reportDir == "" {
+		reportDir = filepath.Join(repo, "bin", "conformance")
+	}
+	if reportDir, err = filepath.Abs(reportDir); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(reportDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	driverFile := os.Getenv(EnvDriverFile)
+	if driverFile == "" {
+		driverFile = filepath.Join(root, "conformance", "testdriver-dir.yaml")
+	}
+	if driverFile, err = filepath.Abs(driverFile); err != nil {
+		t.Fatal(err)
+	}
+	procs := 3
+	if p := os.Getenv(EnvProcs); p != "" {
+		if procs, err = strconv.Atoi(p); err != nil || procs < 1 {
+			t.Fatalf("%s=%q: want a number of processes", EnvProcs, p)
+		}
+	}
+	for _, r := range plan {
+		t.Run(r.Name, func(t *testing.T) {
+			logFile := filepath.Join(reportDir, r.Name+".log")
+			log, err := os.Create(logFile)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer log.Close()
+			args := []string{
+				"--procs=" + strconv.Itoa(procs),
+				"--timeout=2h",
+				"--no-color",
+				"--output-dir=" + reportDir,
+				"--junit-report=junit_" + r.Name + ".xml",
+				"--focus=" + r.Focus,
+				"--skip=" + r.Skip,
+				bins.Path(binaries.StorageSuite),
+				"--",
+				"-kubeconfig=" + env.Kubeconfig,
+				"-kubectl-path=" + env.KubectlPath,
+				"-storage.testdriver=" + driverFile,
+				// The driver file's FromFile paths are relative to
+				// the repository.
+				"-repo-root=" + repo,
+			}
+			cmd := exec.CommandContext(t.Context(), bins.Path(binaries.Ginkgo), args...)
+			cmd.Dir = repo
+			cmd.Env = append(os.Environ(), "PATH="+filepath.Dir(env.KubectlPath)+string(os.PathListSeparator)+os.Getenv("PATH"))
+			cmd.Stdout, cmd.Stderr = log, log
+			t.Logf("ginkgo %q\noutput: %s", args, logFile)
+			start := time.Now()
+			err = cmd.Run()
+			t.Logf("run %s took %s; JUnit report %s", r.Name, time.Since(start).Round(time.Second), filepath.Join(reportDir, "junit_"+r.Name+".xml"))
+			tail, _ := exec.Command("tail", "-n", "40", logFile).Output()
+			fmt.Fprintf(os.Stdout, "--- the end of %s:\n%s\n", logFile, tail)
+			if err != nil {
+				t.Errorf("ginkgo: %v (see %s)", err, logFile)
+			}
+		})
+	}
+}
