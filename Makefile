@@ -88,6 +88,20 @@ e2e: ## Cluster end-to-end tests: local control plane (root), or the cluster of 
 bench-e2e: ## Print figures: 100 PVCs with pods to all Bound and to all deleted, on 1-node and 2-node local clusters.
 	@$(E2E_PREBUILD)
 	cd test/e2e && go test -run '^$$' -bench . -benchtime 1x -timeout $(E2E_TIMEOUT) ./bench/
+# The Kubernetes external storage suite (upstream's specs at v1.37.2) against
+# dirvol: on the local cluster's real node (root; containerd, kubelet and
+# deploy/base's DaemonSet in a network namespace), or on E2E_KUBECONFIG's
+# cluster. CONFORMANCE=full runs every spec test/e2e/conformance/testdriver-dir.yaml
+# enables; CONFORMANCE=ci the subset CI runs. JUnit reports and the suite's
+# output go to bin/conformance. See test/e2e/README.md.
+CONFORMANCE ?= full
+CONFORMANCE_TIMEOUT ?= 120m
+
+.PHONY: conformance
+conformance: ## Kubernetes external storage suite against dirvol (real node as root, or E2E_KUBECONFIG); CONFORMANCE=full|ci; reports in bin/conformance.
+	cd test/e2e/build/kubernetes && go test -trimpath -count=1 ./driverfile
+	@if [ -z "$$E2E_KUBECONFIG" ] && [ "$$(id -u)" = 0 ]; then (cd test/e2e && go run ./cmd/e2e-binaries -conformance >/dev/null); fi
+	cd test/e2e && E2E_CONFORMANCE=$(CONFORMANCE) go test -race -count=1 -v -timeout $(CONFORMANCE_TIMEOUT) ./conformance
 # --- end of cluster end-to-end tests -----------------------------------------
 
 .PHONY: clean

@@ -18,6 +18,9 @@ import (
 // the real node is ready and the kubelet has registered the driver in the
 // node's CSINode.
 func (c *Cluster) deployDriver(ctx context.Context, r *RealNode, dir string) error {
+	if err := sharedMount(driverDataDir); err != nil {
+		return err
+	}
 	objs, err := manifests.Render(dir)
 	if err != nil {
 		return err

@@ -23,6 +23,9 @@ import (
 // namespace of the tests' own (package netns): the kubelet serves on the
 // node's address there, and the pods' bridge is there.
 
+// driverDataDir is the data dir of deploy/'s DaemonSet on the host.
+const driverDataDir = "/var/lib/dirvol"
+
 // RealNodeOptions describe the real node.
 type RealNodeOptions struct {
 	Name string
@@ -66,8 +69,8 @@ type RealNode struct {
 // on the host), so only what is recognizably the node's is removed there.
 var (
 	ownedPaths = []string{
-		kubeletRootDir,    // the kubelet's root (device-plugins/kubelet.sock among others)
-		"/var/lib/dirvol", // deploy/'s data dir hostPath
+		kubeletRootDir, // the kubelet's root (device-plugins/kubelet.sock among others)
+		driverDataDir,  // deploy/'s data dir hostPath
 	}
 	sharedPaths = []string{
 		"/var/log/pods",       // pod logs, unless podLogsDir (set) moves them

@@ -23,6 +23,7 @@ func main() {
 		os.Exit(1)
 	}
 	flag.StringVar(&cache, "cache", cache, "Cache directory (default: $DIRVOL_E2E_CACHE or ~/.cache/dirvol-e2e).")
+	conformance := flag.Bool("conformance", false, "Also build the external storage suite's binaries (make conformance).")
 	flag.Parse()
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -36,6 +37,12 @@ func main() {
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
+	}
+	if *conformance {
+		if _, err := binaries.EnsureConformance(ctx, filepath.Join(root, "build"), cache, os.Stderr); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
 	}
 	fmt.Println(filepath.Dir(set.Path(binaries.Etcd)))
 }

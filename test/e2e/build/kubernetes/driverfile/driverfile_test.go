@@ -115,7 +115,7 @@ func (u upstream) check(data []byte) error {
 	var raw struct {
 		DriverInfo struct{ Capabilities map[string]*bool }
 	}
-	if err := sigsjson.Unmarshal(js, &raw); err != nil {
+	if err := sigsjson.UnmarshalCaseSensitivePreserveInts(js, &raw); err != nil {
 		return err
 	}
 	var unknown []string
