@@ -99,7 +99,7 @@ CONFORMANCE_TIMEOUT ?= 120m
 
 .PHONY: conformance
 conformance: ## Kubernetes external storage suite against dirvol (real node as root, or E2E_KUBECONFIG); CONFORMANCE=full|ci; reports in bin/conformance.
-	cd test/e2e/build/kubernetes && go test -trimpath -count=1 ./driverfile
+	cd test/e2e/build/kubernetes && go test -trimpath -count=1 ./suitecheck
 	@if [ -z "$$E2E_KUBECONFIG" ] && [ "$$(id -u)" = 0 ]; then (cd test/e2e && go run ./cmd/e2e-binaries -conformance >/dev/null); fi
 	cd test/e2e && E2E_CONFORMANCE=$(CONFORMANCE) go test -race -count=1 -v -timeout $(CONFORMANCE_TIMEOUT) ./conformance
 # --- end of cluster end-to-end tests -----------------------------------------

@@ -1,8 +1,10 @@
-// Package driverfile checks dirvol's test driver files for the Kubernetes
-// external storage suite (test/e2e/conformance/testdriver-*.yaml) against the
-// pinned release's loader, which ignores keys it does not know: a misspelled
-// capability or field would silently turn specs off.
-package driverfile
+// Package suitecheck checks what test/e2e/conformance gives the Kubernetes
+// external storage suite against the pinned release: the test driver files
+// (testdriver-*.yaml) against its loader, which ignores keys it does not
+// know, so that a misspelled capability or field cannot silently turn specs
+// off; and the names of the images the harness makes against its image
+// manifest.
+package suitecheck
 
 import (
 	"fmt"
