@@ -23,6 +23,7 @@ import (
 	"github.com/dirvol/dirvol/test/e2e/binaries"
 	"github.com/dirvol/dirvol/test/e2e/framework"
 	"github.com/dirvol/dirvol/test/e2e/images"
+	"github.com/dirvol/dirvol/test/e2e/manifests"
 	"github.com/dirvol/dirvol/test/e2e/netns"
 )
 
@@ -110,6 +111,15 @@ func run(m *testing.M) int {
 		return 1
 	}
 	env = e
+	if e.Local != nil {
+		// The driver file names deploy/'s VolumeSnapshotClass as
+		// installed; on an existing cluster it is (overlays/kind).
+		if err := installSnapshotClass(ctx, e); err != nil {
+			fmt.Fprintln(os.Stderr, "conformance: VolumeSnapshotClass:", err)
+			stop()
+			return 1
+		}
+	}
 	code := m.Run()
 	stop()
 	if e.Local == nil {
@@ -128,4 +138,18 @@ func run(m *testing.M) int {
 		return 1
 	}
 	return code
+}
+
+// installSnapshotClass applies deploy/overlays/snapshot-class.
+func installSnapshotClass(ctx context.Context, e *framework.Env) error {
+	objs, err := manifests.Render(filepath.Join(e.DeployDir, "overlays", "snapshot-class"))
+	if err != nil {
+		return err
+	}
+	for _, o := range objs {
+		if err := e.Applier.Apply(ctx, o, false); err != nil {
+			return err
+		}
+	}
+	return nil
 }
