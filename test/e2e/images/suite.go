@@ -20,7 +20,9 @@ const (
 	// /bin/sh: a busybox stand-in.
 	SuiteNginxRef = "registry.k8s.io/e2e-test-images/nginx:1.27.0-2"
 	// SuiteGlibcDNSTestingRef runs the multiVolume suite's pods, which
-	// need a shell, dd, sha256sum and base64: a busybox stand-in.
+	// need a shell, sha256sum, base64 and GNU dd (upstream's image is
+	// glibc-based; the block-mode checks write with oflag=nocache, which
+	// busybox's dd refuses): busybox with the host's coreutils dd.
 	SuiteGlibcDNSTestingRef = "registry.k8s.io/e2e-test-images/glibc-dns-testing:2.1.1"
 	// SuiteAgnhostRef runs the host-exec and some client pods: the
 	// agnhost program built from the same release, with busybox for the
@@ -30,18 +32,18 @@ const (
 
 // Suite writes the storage suite's images into dir, one docker archive
 // each, and returns the archives: busybox (the static binary at busybox)
-// under SuiteBusyboxRef, SuiteNginxRef and SuiteGlibcDNSTestingRef, and
-// SuiteAgnhostRef with the agnhost binary at agnhost.
-func Suite(ctx context.Context, dir, busybox, agnhost string) ([]string, error) {
+// under SuiteBusyboxRef and SuiteNginxRef; the same with GNU dd (the
+// program at dd) under SuiteGlibcDNSTestingRef; and SuiteAgnhostRef with the
+// agnhost binary at agnhost.
+func Suite(ctx context.Context, dir, busybox, dd, agnhost string) ([]string, error) {
 	files, err := busyboxFiles(ctx, busybox)
 	if err != nil {
 		return nil, err
 	}
 	var out []string
 	for name, ref := range map[string]string{
-		"suite-busybox.tar":           SuiteBusyboxRef,
-		"suite-nginx.tar":             SuiteNginxRef,
-		"suite-glibc-dns-testing.tar": SuiteGlibcDNSTestingRef,
+		"suite-busybox.tar": SuiteBusyboxRef,
+		"suite-nginx.tar":   SuiteNginxRef,
 	} {
 		archive := filepath.Join(dir, name)
 		if err := Write(archive, ref, files, busyboxConfig); err != nil {
@@ -49,18 +51,21 @@ func Suite(ctx context.Context, dir, busybox, agnhost string) ([]string, error) 
 		}
 		out = append(out, archive)
 	}
-	data, err := os.ReadFile(agnhost)
+	glibc, err := withProgram(ctx, files, dd, "bin/dd")
 	if err != nil {
 		return nil, err
 	}
+	archive := filepath.Join(dir, "suite-glibc-dns-testing.tar")
+	if err := Write(archive, SuiteGlibcDNSTestingRef, glibc, busyboxConfig); err != nil {
+		return nil, err
+	}
+	out = append(out, archive)
 	// As upstream's image: /agnhost as the entrypoint, pause by default.
-	agn := append(files, File{Path: "agnhost", Mode: 0o755, Data: data})
-	libs, err := libraryFiles(ctx, agnhost)
+	agn, err := withProgram(ctx, files, agnhost, "agnhost")
 	if err != nil {
 		return nil, err
 	}
-	agn = append(agn, libs...)
-	archive := filepath.Join(dir, "suite-agnhost.tar")
+	archive = filepath.Join(dir, "suite-agnhost.tar")
 	if err := Write(archive, SuiteAgnhostRef, agn, v1.Config{
 		Entrypoint: []string{"/agnhost"},
 		Cmd:        []string{"pause"},
@@ -69,4 +74,26 @@ func Suite(ctx context.Context, dir, busybox, agnhost string) ([]string, error) 
 		return nil, err
 	}
 	return append(out, archive), nil
+}
+
+// withProgram returns files with the program at bin added at path (in
+// place of an entry already there, such as a busybox applet's link) and the
+// shared libraries it links.
+func withProgram(ctx context.Context, files []File, bin, path string) ([]File, error) {
+	data, err := os.ReadFile(bin)
+	if err != nil {
+		return nil, err
+	}
+	libs, err := libraryFiles(ctx, bin)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]File, 0, len(files)+1+len(libs))
+	for _, f := range files {
+		if f.Path != path {
+			out = append(out, f)
+		}
+	}
+	out = append(out, File{Path: path, Mode: 0o755, Data: data})
+	return append(out, libs...), nil
 }
