@@ -11,7 +11,7 @@ import (
 	"runtime/debug"
 	"syscall"
 
-	"github.com/dirvol/dirvol/internal/driver"
+	"github.com/dirvol/dirvol/cmd/driver/app"
 	"k8s.io/klog/v2"
 	mount "k8s.io/mount-utils"
 )
@@ -26,7 +26,7 @@ func main() {
 func run() int {
 	fs := flag.NewFlagSet("dirvol", flag.ExitOnError)
 	klog.InitFlags(fs)
-	cfg := driver.Config{Version: driverVersion()}
+	cfg := app.Config{Version: driverVersion()}
 	if host, err := os.Hostname(); err == nil {
 		cfg.NodeID = host
 	}
@@ -43,7 +43,7 @@ func run() int {
 	defer stop()
 	ctx = klog.NewContext(ctx, klog.Background())
 
-	d, err := driver.New(ctx, cfg, mount.New(""))
+	d, err := app.New(ctx, cfg, mount.New(""))
 	if err != nil {
 		klog.ErrorS(err, "Cannot start dirvol")
 		return 1

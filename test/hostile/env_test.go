@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
-	"github.com/dirvol/dirvol/internal/driver"
+	"github.com/dirvol/dirvol/cmd/driver/app"
 	"github.com/dirvol/dirvol/pkg/pool"
 	"github.com/dirvol/dirvol/pkg/server"
 	"google.golang.org/grpc"
@@ -50,9 +50,9 @@ func start(t *testing.T) *env {
 	sentinel := snapshot(t, e.outside)
 
 	endpoint := "unix://" + filepath.Join(root, "csi.sock")
-	cfg := driver.Config{
+	cfg := app.Config{
 		Server:             server.Config{Endpoint: endpoint, GracefulStopTimeout: 10 * time.Second},
-		DriverName:         driver.DefaultDriverName,
+		DriverName:         app.DefaultDriverName,
 		Version:            "hostile",
 		NodeID:             "hostile-node",
 		DataDir:            e.data,
@@ -61,7 +61,7 @@ func start(t *testing.T) *env {
 		UsageRefresh:       time.Hour,
 	}
 	runCtx, cancel := context.WithCancel(context.Background())
-	d, err := driver.New(runCtx, cfg, e.mounter)
+	d, err := app.New(runCtx, cfg, e.mounter)
 	if err != nil {
 		cancel()
 		t.Fatal(err)

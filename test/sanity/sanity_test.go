@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
-	"github.com/dirvol/dirvol/internal/driver"
+	"github.com/dirvol/dirvol/cmd/driver/app"
 	"github.com/dirvol/dirvol/internal/testfs"
 	"github.com/dirvol/dirvol/pkg/pool"
 	"github.com/dirvol/dirvol/pkg/server"
@@ -46,9 +46,9 @@ func TestSanity(t *testing.T) {
 	// the 1 GiB volumes the suite makes without a size.
 	btrfsPool := filepath.Join(testfs.Mount(t, testfs.Btrfs, 4<<30), "pool")
 	endpoint := "unix://" + filepath.Join(root, "csi.sock")
-	cfg := driver.Config{
+	cfg := app.Config{
 		Server:             server.Config{Endpoint: endpoint, GracefulStopTimeout: 10 * time.Second},
-		DriverName:         driver.DefaultDriverName,
+		DriverName:         app.DefaultDriverName,
 		Version:            "sanity",
 		NodeID:             "sanity-node",
 		DataDir:            filepath.Join(root, "data"),
@@ -58,7 +58,7 @@ func TestSanity(t *testing.T) {
 		UsageRefresh:       time.Minute,
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	d, err := driver.New(ctx, cfg, mount.New(""))
+	d, err := app.New(ctx, cfg, mount.New(""))
 	if err != nil {
 		t.Fatal(err)
 	}
