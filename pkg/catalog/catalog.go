@@ -73,8 +73,11 @@ type Volume struct {
 	SourceVolumeID   string `json:"sourceVolumeID,omitempty"`
 }
 
-// Problem is a record file that could not be understood at startup. It is
-// left on disk untouched for an operator to look at.
+// Problem is an entry of the catalog's directories that could not be
+// understood at startup: a record file that cannot be read or decoded, or
+// something the catalog never writes. It is left on disk untouched for an
+// operator to look at; a record file's ID stays reserved and answers
+// ErrUnreadable.
 type Problem struct {
 	File string
 	Err  error
@@ -125,7 +128,13 @@ func (c *Catalog) Load() ([]Problem, error) {
 	return append(problems, more...), nil
 }
 
-// Get returns the volume record with the given ID.
+// Problems returns what the last Load could not understand, volumes first.
+func (c *Catalog) Problems() []Problem {
+	return append(c.volumes.problemList(), c.snapshots.problemList()...)
+}
+
+// Get returns the volume record with the given ID: ErrNotFound when there
+// is none, ErrUnreadable when its file could not be read at Load.
 func (c *Catalog) Get(id string) (Volume, error) { return c.volumes.get(id) }
 
 // GetByName returns the volume record holding the given name.
@@ -148,6 +157,7 @@ func (c *Catalog) Delete(id string) error { return c.volumes.remove(id) }
 
 func (v Volume) recordID() string   { return v.ID }
 func (v Volume) recordName() string { return v.Name }
+func (v Volume) recordState() State { return v.State }
 
 func (v Volume) clone() Volume {
 	if v.Parameters != nil {
