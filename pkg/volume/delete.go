@@ -39,7 +39,7 @@ func (m *Manager) Delete(ctx context.Context, id string) error {
 	if !ok {
 		// Checked before recording the intent, so the volume stays as it
 		// was until the pool is configured again.
-		return fmt.Errorf("volume %s is in pool %q: %w", v.ID, v.Pool, ErrUnknownPool)
+		return poolGone("volume "+v.ID, v.Pool)
 	}
 	if v.State != catalog.StateDeleting {
 		v.State = catalog.StateDeleting
@@ -70,7 +70,7 @@ func (m *Manager) finishDelete(ctx context.Context, v Volume) error {
 	logger := klog.FromContext(ctx)
 	p, ok := m.pools[v.Pool]
 	if !ok {
-		return fmt.Errorf("volume %s is in pool %q: %w", v.ID, v.Pool, ErrUnknownPool)
+		return poolGone("volume "+v.ID, v.Pool)
 	}
 	path, err := p.Path(v.ID)
 	if err != nil {

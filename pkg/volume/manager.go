@@ -33,6 +33,10 @@ type Manager struct {
 	ready           atomic.Bool
 	// expanding holds the IDs of volumes being expanded.
 	expanding keylock.Locks[string]
+	// creating holds the IDs of volumes and snapshots whose create is in
+	// flight; a "creating" record whose ID is not here was left by a
+	// failed create and is rolled back by a retry of its name.
+	creating keylock.Locks[string]
 
 	orphansMu sync.Mutex
 	orphans   []Orphan
@@ -107,7 +111,7 @@ func (m *Manager) List() []Volume {
 func (m *Manager) Path(v Volume) (string, error) {
 	p, ok := m.pools[v.Pool]
 	if !ok {
-		return "", fmt.Errorf("volume %s is in pool %q: %w", v.ID, v.Pool, ErrUnknownPool)
+		return "", poolGone("volume "+v.ID, v.Pool)
 	}
 	return p.Path(v.ID)
 }
@@ -116,7 +120,7 @@ func (m *Manager) Path(v Volume) (string, error) {
 func (m *Manager) Usage(v Volume) (pool.Usage, error) {
 	p, ok := m.pools[v.Pool]
 	if !ok {
-		return pool.Usage{}, fmt.Errorf("volume %s is in pool %q: %w", v.ID, v.Pool, ErrUnknownPool)
+		return pool.Usage{}, poolGone("volume "+v.ID, v.Pool)
 	}
 	u, err := p.Usage(v.ID)
 	if err != nil {
@@ -130,7 +134,7 @@ func (m *Manager) Usage(v Volume) (pool.Usage, error) {
 func (m *Manager) FS(v Volume) (pool.FS, error) {
 	p, ok := m.pools[v.Pool]
 	if !ok {
-		return pool.FS{}, fmt.Errorf("volume %s is in pool %q: %w", v.ID, v.Pool, ErrUnknownPool)
+		return pool.FS{}, poolGone("volume "+v.ID, v.Pool)
 	}
 	return p.Stat()
 }
