@@ -213,6 +213,12 @@ func (m *Manager) Orphans() []Orphan {
 	return append([]Orphan(nil), m.orphans...)
 }
 
+// CatalogProblems returns the catalog entries the last recovery could not
+// understand: record files that cannot be read or decoded (their volumes
+// are neither served nor deleted, their IDs never reused) and stray
+// entries. They are left in place for an operator.
+func (m *Manager) CatalogProblems() []catalog.Problem { return m.cat.Problems() }
+
 // Run refreshes the usage of every volume every interval until ctx ends, so
 // that capacity reflects data actually written. It returns nil when ctx ends.
 func (m *Manager) Run(ctx context.Context, interval time.Duration) error {

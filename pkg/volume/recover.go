@@ -27,7 +27,7 @@ func (m *Manager) Recover(ctx context.Context) error {
 		return fmt.Errorf("load volume catalog: %w", err)
 	}
 	for _, p := range problems {
-		logger.Error(p.Err, "Catalog record cannot be read; it is left in place and its volume is not served", "file", p.File)
+		logger.Error(p.Err, "Catalog entry cannot be understood; it is left in place for an operator, and a record's volume is neither served nor deleted and its ID not reused", "file", p.File)
 	}
 	owned := make(map[string]map[string]bool, len(m.pools))
 	for name := range m.pools {
@@ -107,7 +107,7 @@ func (m *Manager) Recover(ctx context.Context) error {
 	m.orphans = orphans
 	m.orphansMu.Unlock()
 	m.ready.Store(true)
-	logger.Info("Volume catalog recovered", "volumes", ready, "rolledBackCreates", rolledBack,
+	logger.Info("Volume catalog recovered", "volumes", ready, "catalogProblems", len(problems), "rolledBackCreates", rolledBack,
 		"finishedDeletes", finished, "stuckOperations", stuck+snaps.stuck, "orphanDirectories", len(orphans),
 		"snapshots", snaps.ready, "rolledBackSnapshots", snaps.rolledBack, "finishedSnapshotDeletes", snaps.finished)
 	return nil
