@@ -73,11 +73,11 @@ type Volume struct {
 	SourceVolumeID   string `json:"sourceVolumeID,omitempty"`
 }
 
-// Problem is an entry of the catalog's directories that could not be
-// understood at startup: a record file that cannot be read or decoded, or
-// something the catalog never writes. It is left on disk untouched for an
-// operator to look at; a record file's ID stays reserved and answers
-// ErrUnreadable.
+// Problem is what an operator should look at in the catalog's directories,
+// found at startup: a record file that cannot be read or decoded, something
+// the catalog never writes, or a directory whose records cannot be
+// rewritten in place (see recordDir.overwrite). Entries are left on disk
+// untouched; a record file's ID stays reserved and answers ErrUnreadable.
 type Problem struct {
 	File string
 	Err  error

@@ -15,7 +15,12 @@ import (
 // does not fit, is ErrNoSpace naming the catalog's directory and leaves the
 // record as it was.
 func TestPutOnFullFilesystem(t *testing.T) {
-	mnt := testfs.Mount(t, testfs.Ext4, 16<<20)
+	for _, k := range []testfs.Kind{testfs.Ext4, testfs.XFS, testfs.Btrfs} {
+		t.Run(string(k), func(t *testing.T) { putOnFullFilesystem(t, testfs.Mount(t, k, 0)) })
+	}
+}
+
+func putOnFullFilesystem(t *testing.T, mnt string) {
 	dir := filepath.Join(mnt, "catalog")
 	c := open(t, dir)
 	v := vol("vol-a", "pv-a")

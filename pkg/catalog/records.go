@@ -194,12 +194,16 @@ func (d recordDir) load() ([]loaded, []Problem, error) {
 	if err := os.MkdirAll(d.path, 0o700); err != nil {
 		return nil, nil, fmt.Errorf("create catalog directory: %w", err)
 	}
+	var strays []Problem
+	if err := prepareInPlace(d.path); err != nil {
+		strays = append(strays, Problem{File: d.path, Err: fmt.Errorf(
+			"records here may not be rewritable in place, so a delete on a full filesystem may fail with ResourceExhausted: %w", err)})
+	}
 	entries, err := os.ReadDir(d.path)
 	if err != nil {
 		return nil, nil, fmt.Errorf("read catalog directory: %w", err)
 	}
 	out := make([]loaded, 0, len(entries))
-	var strays []Problem
 	stray := func(name string, err error) {
 		strays = append(strays, Problem{File: filepath.Join(d.path, name), Err: err})
 	}
