@@ -268,11 +268,11 @@ func (m *Manager) rollbackStale(ctx context.Context, v Volume) error {
 func (m *Manager) rollbackCreate(ctx context.Context, p pool.Pool, v Volume, cause error) error {
 	logger := klog.FromContext(ctx)
 	if err := p.Remove(v.ID); err != nil {
-		logger.Error(err, "Cannot roll back a failed create; a retry of the same name or the next start will", "volumeID", v.ID)
+		logger.Error(err, "Cannot roll back a failed create; a retry of the same name or the next start finishes it", "volumeID", v.ID)
 		return cause
 	}
 	if err := m.cat.Delete(v.ID); err != nil {
-		logger.Error(err, "Cannot remove the record of a failed create; a retry of the same name or the next start will", "volumeID", v.ID)
+		logger.Error(err, "Cannot remove the record of a failed create; a retry of the same name or the next start finishes it", "volumeID", v.ID)
 		return cause
 	}
 	m.ledger.remove(v.ID)

@@ -124,11 +124,11 @@ func (m *Manager) rollbackStaleSnapshot(ctx context.Context, s Snapshot) error {
 func (m *Manager) rollbackSnapshot(ctx context.Context, p pool.Pool, s Snapshot, cause error) error {
 	logger := klog.FromContext(ctx)
 	if err := p.RemoveSnapshot(s.ID); err != nil {
-		logger.Error(err, "Cannot roll back a failed snapshot; a retry of the same name or the next start will", "snapshotID", s.ID)
+		logger.Error(err, "Cannot roll back a failed snapshot; a retry of the same name or the next start finishes it", "snapshotID", s.ID)
 		return cause
 	}
 	if err := m.cat.DeleteSnapshot(s.ID); err != nil {
-		logger.Error(err, "Cannot remove the record of a failed snapshot; a retry of the same name or the next start will", "snapshotID", s.ID)
+		logger.Error(err, "Cannot remove the record of a failed snapshot; a retry of the same name or the next start finishes it", "snapshotID", s.ID)
 	}
 	return cause
 }
