@@ -262,7 +262,9 @@ func readRecord(path string) ([]byte, error) {
 		}
 		return nil, fmt.Errorf("file is %s bytes; a record is at most %d", size, maxRecordBytes)
 	}
-	return data, nil
+	// Keep the record, not its padding: every record is held until all
+	// are decoded.
+	return bytes.Clone(bytes.TrimRight(data, " \n")), nil
 }
 
 // syncDir makes a rename, create or unlink inside dir durable.
