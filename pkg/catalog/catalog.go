@@ -80,7 +80,10 @@ type Volume struct {
 // untouched; a record file's ID stays reserved and answers ErrUnreadable.
 type Problem struct {
 	File string
-	Err  error
+	// ID is the key of a record file (its name without .json), empty for
+	// other entries.
+	ID  string
+	Err error
 }
 
 // Catalog holds volume and snapshot records. It is safe for concurrent use;

@@ -87,7 +87,7 @@ func (t *table[T]) load() ([]Problem, error) {
 			}
 		}
 		if err != nil {
-			p := Problem{File: t.dir.file(f.key), Err: err}
+			p := Problem{File: t.dir.file(f.key), ID: f.key, Err: err}
 			problems = append(problems, p)
 			bad[f.key] = p
 			continue

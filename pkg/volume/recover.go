@@ -26,12 +26,19 @@ func (m *Manager) Recover(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("load volume catalog: %w", err)
 	}
-	for _, p := range problems {
-		logger.Error(p.Err, "Catalog entry cannot be understood; it is left in place for an operator, and a record's volume is neither served nor deleted and its ID not reused", "file", p.File)
-	}
 	owned := make(map[string]map[string]bool, len(m.pools))
 	for name := range m.pools {
 		owned[name] = make(map[string]bool)
+	}
+	for _, p := range problems {
+		logger.Error(p.Err, "Catalog entry cannot be understood; it is left in place for an operator, and a record's volume is neither served nor deleted and its ID not reused", "file", p.File)
+		// The record's pool is unknown: its ID's directory in any pool is
+		// reported with the record, not again as an orphan.
+		for name := range m.pools {
+			if p.ID != "" {
+				owned[name][p.ID] = true
+			}
+		}
 	}
 	var ready, rolledBack, finished, stuck int
 	for _, v := range m.cat.List() {
@@ -101,7 +108,7 @@ func (m *Manager) Recover(ctx context.Context) error {
 			logger.Info("Directory in pool has no volume record; left untouched for an operator",
 				"pool", name, "path", path)
 		}
-		orphans = append(orphans, snapshotOrphans(logger, p, snaps.owned[name])...)
+		orphans = append(orphans, snapshotOrphans(logger, p, snaps.owned[name], owned[name])...)
 	}
 	m.orphansMu.Lock()
 	m.orphans = orphans
@@ -175,8 +182,9 @@ func (m *Manager) recoverSnapshots(ctx context.Context) snapshotRecovery {
 	return r
 }
 
-// snapshotOrphans reports the snapshot directories of p that no record owns.
-func snapshotOrphans(logger klog.Logger, p pool.Pool, owned map[string]bool) []Orphan {
+// snapshotOrphans reports the snapshot directories of p that no record owns
+// (in owned or alsoOwned).
+func snapshotOrphans(logger klog.Logger, p pool.Pool, owned, alsoOwned map[string]bool) []Orphan {
 	dirs, err := p.ScanSnapshots()
 	if err != nil {
 		logger.Error(err, "Cannot scan pool for snapshot directories without a record", "pool", p.Name())
@@ -184,7 +192,7 @@ func snapshotOrphans(logger klog.Logger, p pool.Pool, owned map[string]bool) []O
 	}
 	var out []Orphan
 	for _, dir := range dirs {
-		if owned[dir] {
+		if owned[dir] || alsoOwned[dir] {
 			continue
 		}
 		// The name comes from the pool's own directory listing; the path

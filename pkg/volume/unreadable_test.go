@@ -48,8 +48,11 @@ func unreadableRecordIsKept(t *testing.T, content string) {
 	if err := m.Recover(context.Background()); err != nil {
 		t.Fatalf("Recover: %v", err)
 	}
-	if p := m.CatalogProblems(); len(p) != 1 || p[0].File != record {
+	if p := m.CatalogProblems(); len(p) != 1 || p[0].File != record || p[0].ID != v.ID {
 		t.Errorf("CatalogProblems = %v, want %s", p, record)
+	}
+	if o := m.Orphans(); len(o) != 0 {
+		t.Errorf("Orphans = %v, want none: the directory is reported with its record", o)
 	}
 	before, err := disktree.Describe(e.root)
 	if err != nil {
