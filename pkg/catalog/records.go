@@ -96,11 +96,16 @@ func (d recordDir) write(key string, v any) error {
 	if err == nil || !noSpace(err) {
 		return err
 	}
-	if oerr := d.overwrite(key, data); oerr != nil {
-		return fmt.Errorf("%w: the filesystem holding the catalog directory %s has no room for record %s (%w; %v); free space on that filesystem, then retry",
-			ErrNoSpace, d.path, key, err, oerr)
+	oerr := d.overwrite(key, data)
+	switch {
+	case oerr == nil:
+		return nil
+	case errors.Is(oerr, os.ErrNotExist):
+		return fmt.Errorf("%w: the filesystem holding the catalog directory %s has no room for new record %s (%w); free space on that filesystem, then retry",
+			ErrNoSpace, d.path, key, err)
 	}
-	return nil
+	return fmt.Errorf("%w: the filesystem holding the catalog directory %s has no room for record %s (%w), and %v; free space on that filesystem, then retry",
+		ErrNoSpace, d.path, key, err, oerr)
 }
 
 // replace writes data to a temporary file and renames it over the record.
@@ -143,7 +148,7 @@ func (d recordDir) replace(key string, data []byte) error {
 func (d recordDir) overwrite(key string, data []byte) error {
 	f, err := os.OpenFile(d.file(key), os.O_WRONLY|unix.O_NOFOLLOW, 0)
 	if err != nil {
-		return fmt.Errorf("no record to rewrite in place: %w", err)
+		return fmt.Errorf("open the record to rewrite it in place: %w", err)
 	}
 	defer f.Close()
 	fi, err := f.Stat()
@@ -154,9 +159,9 @@ func (d recordDir) overwrite(key string, data []byte) error {
 	content := bytes.TrimRight(data, " \n")
 	switch {
 	case size > recordPage:
-		return fmt.Errorf("the record file is %d bytes, more than the %d bytes rewritten in place", size, recordPage)
+		return fmt.Errorf("it cannot be rewritten in place: the record file is %d bytes, more than the %d bytes rewritten in place", size, recordPage)
 	case int64(len(content))+1 > size:
-		return fmt.Errorf("the new record (%d bytes) does not fit in place in the %d bytes of the record file", len(content), size)
+		return fmt.Errorf("it cannot be rewritten in place: the new record (%d bytes) does not fit in the %d bytes of the record file", len(content), size)
 	}
 	if _, err := f.WriteAt(pad(content, int(size)), 0); err != nil {
 		return fmt.Errorf("rewrite record %s in place: %w", key, err)
