@@ -104,7 +104,7 @@ func (d recordDir) write(key string, v any) error {
 		return fmt.Errorf("%w: the filesystem holding the catalog directory %s has no room for new record %s (%w); free space on that filesystem, then retry",
 			ErrNoSpace, d.path, key, err)
 	}
-	return fmt.Errorf("%w: the filesystem holding the catalog directory %s has no room for record %s (%w), and %v; free space on that filesystem, then retry",
+	return fmt.Errorf("%w: the filesystem holding the catalog directory %s has no room for record %s (%w), and %w; free space on that filesystem, then retry",
 		ErrNoSpace, d.path, key, err, oerr)
 }
 

@@ -128,7 +128,7 @@ func (t *table[T]) get(id string) (T, error) {
 	if !ok {
 		var zero T
 		if p, bad := t.problems[id]; bad {
-			return zero, fmt.Errorf("%s %s: record file %s: %v: %w; it is kept for an operator to repair or remove, then restart the driver",
+			return zero, fmt.Errorf("%s %s: record file %s: %w: %w; it is kept for an operator to repair or remove, then restart the driver",
 				t.kind, id, p.File, p.Err, ErrUnreadable)
 		}
 		return zero, fmt.Errorf("%s %s: %w", t.kind, id, ErrNotFound)
