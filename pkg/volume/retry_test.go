@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"sync/atomic"
 	"testing"
 
@@ -67,6 +68,8 @@ func TestRetryAfterTransientPoolFault(t *testing.T) {
 	m := e.recovered(t)
 	ctx := context.Background()
 	src := mustCreate(t, m, request("pv-src"))
+	writeFile(t, filepath.Join(e.volPath("default", src.ID), "data"), "source")
+	before := tree(t, e.root)
 
 	ro.Store(true)
 	if _, err := m.Create(ctx, request("pv-1")); !errors.Is(err, unix.EROFS) {
@@ -89,6 +92,10 @@ func TestRetryAfterTransientPoolFault(t *testing.T) {
 
 	ro.Store(false)
 	v, err := m.Create(ctx, request("pv-1"))
+	// The rollback of what the failed attempts left removed nothing but
+	// their own records: all else is as it was, plus the new volume.
+	sameTree(t, "disk", without(before, "catalog"),
+		without(tree(t, e.root), "catalog", "pools/default/volumes/"+v.ID))
 	if err != nil || v.State != catalog.StateReady {
 		t.Fatalf("Create once the pool is writable = %+v, %v", v, err)
 	}
