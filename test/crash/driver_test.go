@@ -52,6 +52,8 @@ type harness struct {
 	logPath  string
 	starts   int
 	proc     *driverProc
+	// extraArgs are added to the driver's command line.
+	extraArgs []string
 }
 
 // driverProc is one running dirvol process and a client connected to it.
@@ -126,8 +128,8 @@ func (h *harness) start() {
 		t.Fatal(err)
 	}
 	fmt.Fprintf(logf, "===== dirvol start #%d =====\n", h.starts)
-	cmd := exec.Command(h.bin, "--endpoint", h.endpoint, "--data-dir", h.dataDir,
-		"--node-id", "crash-node", "--v=2")
+	cmd := exec.Command(h.bin, append([]string{"--endpoint", h.endpoint, "--data-dir", h.dataDir,
+		"--node-id", "crash-node", "--v=2"}, h.extraArgs...)...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	err = cmd.Start()
 	logf.Close() // the child holds its own descriptor
