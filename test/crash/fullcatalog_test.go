@@ -111,7 +111,7 @@ func TestCrashDeleteOnFullCatalog(t *testing.T) {
 			break
 		}
 		testfs.Fill(t, mnt) // take back what the deletes so far freed
-		if round == 6 { // enough kills: the rest is deleted without one
+		if round == 6 {     // enough kills: the rest is deleted without one
 			for _, v := range todo {
 				ctx, cancel := context.WithTimeout(context.Background(), rpcTimeout)
 				_, err := h.proc.ctrl.DeleteVolume(ctx, &csi.DeleteVolumeRequest{VolumeId: v.id})
