@@ -47,6 +47,12 @@ fuzz: ## Run every Go fuzz target of the root module (found with `go test -list 
 	done; \
 	echo "fuzz: $$count targets in $$(( $$(date +%s) - start ))s"
 
+STRESS_DURATION ?= 60s
+
+.PHONY: test-stress
+test-stress: ## Churn create/snapshot/restore/delete on btrfs and image pools for STRESS_DURATION (default 60s) each, then check limits hold; prints figures. Needs root.
+	DIRVOL_STRESS_DURATION=$(STRESS_DURATION) go test -race -count=1 -v -run Churn -timeout 30m ./test/stress/
+
 .PHONY: sanity
 sanity: ## Run the csi-test sanity suite in-process.
 	go test -race -count=1 -v ./test/sanity/

@@ -30,6 +30,21 @@ func Commit(fd int) error {
 	return nil
 }
 
+// DeviceSize returns the bytes of device devid that fd's filesystem uses:
+// its size as the filesystem knows it, which lags the device after the
+// device grew, until a resize. A single-device filesystem's device is 1.
+func DeviceSize(fd int, devid uint64) (uint64, error) {
+	args := &devInfoArgs{devID: devid}
+	if err := ioctl(fd, iocDevInfo, unsafe.Pointer(args)); err != nil {
+		return 0, fmt.Errorf("read the size of btrfs device %d: %w", devid, err)
+	}
+	return args.totalBytes, nil
+}
+
+// MinResize is the least size the kernel resizes a btrfs device to; a
+// smaller size is EINVAL.
+const MinResize = 256 << 20
+
 // ResizeMax grows the filesystem of fd (a single-device btrfs) to the
 // whole of its device, as `btrfs filesystem resize max` does. A filesystem
 // that already fills its device is left as it is.

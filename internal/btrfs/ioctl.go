@@ -38,7 +38,15 @@ const (
 	subvolReadOnly    = 1 << 1
 	subvolSpecByID    = 1 << 4
 	qgroupLimitMaxRfr = 1 << 0
-	quotaCtlEnable    = 1
+
+	quotaCtlEnable       = 1
+	quotaCtlEnableSimple = 4
+
+	// Flags of struct btrfs_qgroup_status_item.
+	qgroupStatusOn           = 1 << 0
+	qgroupStatusRescan       = 1 << 1
+	qgroupStatusInconsistent = 1 << 2
+	qgroupStatusSimpleMode   = 1 << 3
 
 	volNameMax    = 4087
 	subvolNameMax = 4039
@@ -54,6 +62,7 @@ const (
 	iocResize       = iocWrite | unsafe.Sizeof(volArgs{})<<16 | ioctlMagic<<8 | 3
 	iocTreeSearch   = iocRead | iocWrite | unsafe.Sizeof(searchArgs{})<<16 | ioctlMagic<<8 | 17
 	iocInoLookup    = iocRead | iocWrite | unsafe.Sizeof(inoLookupArgs{})<<16 | ioctlMagic<<8 | 18
+	iocDevInfo      = iocRead | iocWrite | unsafe.Sizeof(devInfoArgs{})<<16 | ioctlMagic<<8 | 30
 	iocWaitSync     = iocWrite | 8<<16 | ioctlMagic<<8 | 22
 	iocSnapCreateV2 = iocWrite | unsafe.Sizeof(volArgsV2{})<<16 | ioctlMagic<<8 | 23
 	iocStartSync    = iocRead | 8<<16 | ioctlMagic<<8 | 24
@@ -61,6 +70,9 @@ const (
 	iocQuotaCtl     = iocRead | iocWrite | unsafe.Sizeof(quotaCtlArgs{})<<16 | ioctlMagic<<8 | 40
 	iocQgroupCreate = iocWrite | unsafe.Sizeof(qgroupCreateArgs{})<<16 | ioctlMagic<<8 | 42
 	iocQgroupLimit  = iocRead | unsafe.Sizeof(qgroupLimitArgs{})<<16 | ioctlMagic<<8 | 43
+	iocQuotaRescan  = iocWrite | unsafe.Sizeof(quotaRescanArgs{})<<16 | ioctlMagic<<8 | 44
+	iocRescanStatus = iocRead | unsafe.Sizeof(quotaRescanArgs{})<<16 | ioctlMagic<<8 | 45
+	iocRescanWait   = ioctlMagic<<8 | 46
 	iocSnapDestroy2 = iocWrite | unsafe.Sizeof(volArgsV2{})<<16 | ioctlMagic<<8 | 63
 )
 
@@ -78,6 +90,17 @@ type volArgsV2 struct {
 	flags   uint64
 	unused  [4]uint64
 	name    [subvolNameMax + 1]byte
+}
+
+// devInfoArgs is struct btrfs_ioctl_dev_info_args.
+type devInfoArgs struct {
+	devID      uint64
+	uuid       [16]byte
+	bytesUsed  uint64
+	totalBytes uint64
+	fsid       [16]byte
+	unused     [377]uint64
+	path       [1024]byte
 }
 
 // inoLookupArgs is struct btrfs_ioctl_ino_lookup_args.
@@ -122,6 +145,13 @@ type searchHeader struct {
 type quotaCtlArgs struct {
 	cmd    uint64
 	status uint64
+}
+
+// quotaRescanArgs is struct btrfs_ioctl_quota_rescan_args.
+type quotaRescanArgs struct {
+	flags    uint64
+	progress uint64
+	reserved [6]uint64
 }
 
 // qgroupCreateArgs is struct btrfs_ioctl_qgroup_create_args.

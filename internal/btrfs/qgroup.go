@@ -121,10 +121,14 @@ func qgroupItem(fd int, key uint32, id uint64) ([]byte, error) {
 	return nil, fmt.Errorf("quota group of subvolume %d: %w", id, unix.ENOENT)
 }
 
-// DestroyQgroup removes subvolume id's quota group. Until btrfs has freed
-// the blocks of a deleted subvolume the group still accounts them and this
-// fails with EBUSY; newer kernels remove the group themselves once it is
-// empty. A group already gone is not an error.
+// DestroyQgroup removes subvolume id's quota group. While the subvolume's
+// root item exists (btrfs is still freeing a deleted subvolume's blocks)
+// this fails with EBUSY. Once the root item is gone the kernel removes the
+// group whatever it still accounts, and if that is not zero (the commit
+// that accounts the last freed blocks has not happened yet) it marks every
+// group of the filesystem inconsistent: callers commit first and check
+// that QgroupUsage is zero. Newer kernels remove an emptied group
+// themselves. A group already gone is not an error.
 func DestroyQgroup(fd int, id uint64) error {
 	args := &qgroupCreateArgs{create: 0, qgroupID: id}
 	err := ioctl(fd, iocQgroupCreate, unsafe.Pointer(args))

@@ -12,8 +12,11 @@ func FromIssues(id string, issues []volume.HealthIssue) *csi.VolumeHealth {
 	h := &csi.VolumeHealth{VolumeId: id}
 	for _, issue := range issues {
 		kind := csi.VolumeHealthErrorType_INACCESSIBLE
-		if issue.Kind == volume.DataLoss {
+		switch issue.Kind {
+		case volume.DataLoss:
 			kind = csi.VolumeHealthErrorType_DATA_LOSS
+		case volume.Degraded:
+			kind = csi.VolumeHealthErrorType_DEGRADED
 		}
 		h.HealthStatuses = append(h.HealthStatuses, &csi.VolumeHealth_VolumeHealthEntry{
 			Status: kind, Reason: issue.Reason, Message: issue.Message,

@@ -18,6 +18,8 @@ func TestFromIssues(t *testing.T) {
 			[]csi.VolumeHealthErrorType{csi.VolumeHealthErrorType_DATA_LOSS}},
 		{"inaccessible", []volume.HealthIssue{{Kind: volume.Inaccessible, Reason: "PoolNotConfigured", Message: "m"}},
 			[]csi.VolumeHealthErrorType{csi.VolumeHealthErrorType_INACCESSIBLE}},
+		{"degraded", []volume.HealthIssue{{Kind: volume.Degraded, Reason: "SizeNotEnforced", Message: "m"}},
+			[]csi.VolumeHealthErrorType{csi.VolumeHealthErrorType_DEGRADED}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -11,6 +11,7 @@ import (
 	"syscall"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
+	"github.com/dirvol/dirvol/pkg/volume"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"k8s.io/klog/v2"
@@ -48,7 +49,7 @@ func (s *Server) NodePublishVolume(ctx context.Context, req *csi.NodePublishVolu
 	if err != nil {
 		return nil, err
 	}
-	if issues := s.vols.Health(v); len(issues) > 0 {
+	if issues := volume.Blocking(s.vols.Health(v)); len(issues) > 0 {
 		msg := issues[0].Message
 		return nil, status.Errorf(codes.FailedPrecondition, "volume %s cannot be published: %s", id, msg)
 	}

@@ -31,7 +31,7 @@ func (s *Server) NodeGetVolumeStats(ctx context.Context, req *csi.NodeGetVolumeS
 	if err != nil {
 		return nil, err
 	}
-	if issues := s.vols.Health(v); len(issues) > 0 {
+	if issues := volume.Blocking(s.vols.Health(v)); len(issues) > 0 {
 		msg := issues[0].Message
 		return nil, status.Errorf(codes.FailedPrecondition, "volume %s cannot be measured: %s", id, msg)
 	}

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"time"
 
 	"github.com/dirvol/dirvol/internal/btrfs"
 
@@ -29,27 +30,64 @@ import (
 // on its own); Remove deletes them with the volume.
 //
 // Quota groups are a known cost on btrfs filesystems holding many
-// snapshots; the pool enables them on the whole filesystem when it opens.
+// snapshots (snapper roots), and enabling them is a choice for the whole
+// filesystem: a pool enables them only on a filesystem dirvol owns (image
+// pools) or when the administrator asks for backend=btrfs. A btrfs pool
+// found by detection on a filesystem with quotas off makes subvolumes
+// without limits and says so (EnforcesSize is false).
+//
+// Limits hold only while the kernel's quota figures are consistent; Check
+// watches the quota status, repairs it with a rescan, and turns
+// EnforcesSize false meanwhile, so sizes are never reported as enforced
+// while they are not.
 type Btrfs struct {
 	// dir serves everything that is the same as on a dir pool, and
 	// plain-directory volumes.
 	dir *Dir
+	// limits says that the pool's filesystem has quotas on and volumes
+	// get limits; false for a detected btrfs with quotas off.
+	limits bool
 
 	// mu guards unfreed: quota groups of deleted subvolumes that btrfs
-	// did not let go yet (it frees a subvolume's blocks in the background
-	// and refuses to drop its group until then). Later removals and
-	// PurgeTrash retry them.
+	// has not finished dropping (it frees a subvolume's blocks in the
+	// background, and its group must outlive that). Later removals, Check
+	// and PurgeTrash retry them.
 	mu      sync.Mutex
 	unfreed map[uint64]bool
+
+	// qmu guards quota, what the last quota status check found.
+	qmu   sync.Mutex
+	quota quotaState
+
+	// image is set on an image pool: the filesystem it mounted.
+	image *imageMount
 }
 
 var _ Pool = (*Btrfs)(nil)
 
 // NewBtrfs prepares a btrfs pool rooted at root, creating its layout when
-// missing and enabling quota groups on the filesystem. root must be on
-// btrfs; anything else is ErrWrongFilesystem, naming what it is. It starts
-// nothing.
+// missing and enabling quota groups on the filesystem: for image pools,
+// whose filesystem dirvol owns, and for backend=btrfs, where the
+// administrator asked for it. root must be on btrfs; anything else is
+// ErrWrongFilesystem, naming what it is. It starts nothing.
 func NewBtrfs(name, root string, opts ...DirOption) (*Btrfs, error) {
+	return newBtrfs(name, root, true, opts...)
+}
+
+// newDetectedBtrfs prepares a btrfs pool on a filesystem found to be btrfs
+// without being asked for: it uses quotas where they are on, and never
+// turns them on, since that would change the whole filesystem (the host's,
+// often) behind the administrator's back. Without quotas, volumes are
+// subvolumes without limits.
+func newDetectedBtrfs(name, root string, opts ...DirOption) (*Btrfs, error) {
+	return newBtrfs(name, root, false, opts...)
+}
+
+// startRescanWait bounds how long opening a pool waits for a quota rescan;
+// Check follows a longer one.
+const startRescanWait = 10 * time.Second
+
+func newBtrfs(name, root string, enable bool, opts ...DirOption) (*Btrfs, error) {
 	if err := checkName(name); err != nil {
 		return nil, fmt.Errorf("pool name: %w", err)
 	}
@@ -75,16 +113,32 @@ func NewBtrfs(name, root string, opts ...DirOption) (*Btrfs, error) {
 	err = b.withRoot(func(fd int) error {
 		on, err := btrfs.QuotaEnabled(fd)
 		if err != nil || on {
+			b.limits = on
 			return err
+		}
+		if !enable {
+			d.log.Info("btrfs quotas are off on this filesystem and dirvol does not turn them on for a filesystem it was not given: volumes are subvolumes without limits, sizes are not enforced. To enforce sizes, give the pool backend=btrfs (enables quotas on the whole filesystem) or its own image= file",
+				"path", root, "sizesEnforced", false)
+			return nil
 		}
 		if err := btrfs.EnableQuota(fd); err != nil {
 			return err
 		}
+		b.limits = true
 		d.log.Info("Enabled btrfs quota groups on the pool's filesystem; usage figures are low until btrfs has rescanned what it already holds", "path", root)
 		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("pool %q: %w", name, err)
+	}
+	if b.limits {
+		// Enabling quotas starts a rescan, and a filesystem may come with
+		// an inconsistent status: log and repair it now, and give a
+		// short rescan the time to end, so the start line's sizesEnforced
+		// is true only when it holds.
+		if err := b.waitRescan(startRescanWait); err != nil && !errors.Is(err, ErrSizesNotEnforced) {
+			return nil, fmt.Errorf("pool %q: %w", name, err)
+		}
 	}
 	return b, nil
 }
@@ -98,14 +152,21 @@ func (b *Btrfs) Root() string { return b.dir.Root() }
 // Backend implements Pool.
 func (b *Btrfs) Backend() string { return BackendBtrfs }
 
-// EnforcesSize implements Pool: quota group limits enforce sizes.
-func (b *Btrfs) EnforcesSize() bool { return true }
+// EnforcesSize implements Pool: quota group limits enforce sizes while the
+// kernel's quota figures are consistent, as of the last Check.
+func (b *Btrfs) EnforcesSize() bool { return b.limits && b.SizeProblem() == nil }
 
 // Path implements Pool.
 func (b *Btrfs) Path(id string) (string, error) { return b.dir.Path(id) }
 
-// Exists implements Pool.
-func (b *Btrfs) Exists(id string) (bool, error) { return b.dir.Exists(id) }
+// Exists implements Pool. On an image pool whose image is not mounted it is
+// ErrNotMounted, not false: the volume is out of reach, not gone.
+func (b *Btrfs) Exists(id string) (bool, error) {
+	if err := b.checkMounted(); err != nil {
+		return false, err
+	}
+	return b.dir.Exists(id)
+}
 
 // Archive implements Pool as Dir does: a subvolume is renamed like a
 // directory, and keeps its limit in the archive.
@@ -115,11 +176,24 @@ func (b *Btrfs) Archive(id, dest string) error { return b.dir.Archive(id, dest) 
 func (b *Btrfs) ArchiveTaken(dest string) (bool, error) { return b.dir.ArchiveTaken(dest) }
 
 // Stat implements Pool with statfs, as Dir does. btrfs reports no inode
-// counts (TotalInodes and FreeInodes are 0) and estimates free space.
-func (b *Btrfs) Stat() (FS, error) { return b.dir.Stat() }
+// counts (TotalInodes and FreeInodes are 0) and estimates free space. An
+// image pool whose image is not mounted has no space at all: the
+// filesystem under its mount point is not the pool's (Writable says why).
+func (b *Btrfs) Stat() (FS, error) {
+	if errors.Is(b.checkMounted(), ErrNotMounted) {
+		return FS{}, nil
+	}
+	return b.dir.Stat()
+}
 
-// Writable implements Pool.
-func (b *Btrfs) Writable() error { return b.dir.Writable() }
+// Writable implements Pool; an image pool whose image is not mounted is
+// ErrNotMounted.
+func (b *Btrfs) Writable() error {
+	if err := b.checkMounted(); err != nil {
+		return err
+	}
+	return b.dir.Writable()
+}
 
 // Scan implements Pool.
 func (b *Btrfs) Scan() ([]string, []string, error) { return b.dir.Scan() }
@@ -231,12 +305,14 @@ func (b *Btrfs) finish(fd int, p string, spec VolumeSpec, fresh bool) error {
 		}
 		return growBlockFile(p, spec.Bytes, fresh)
 	}
-	subvol, err := btrfs.SubvolumeID(fd)
-	if err != nil {
-		return err
-	}
-	if err := btrfs.SetLimit(fd, subvol, uint64(spec.Bytes)); err != nil {
-		return err
+	if b.limits {
+		subvol, err := btrfs.SubvolumeID(fd)
+		if err != nil {
+			return err
+		}
+		if err := btrfs.SetLimit(fd, subvol, uint64(spec.Bytes)); err != nil {
+			return err
+		}
 	}
 	if !fresh {
 		return nil
@@ -272,6 +348,9 @@ func (b *Btrfs) Expand(id string, bytes int64) error {
 		}
 		if block {
 			return growBlockFile(p, bytes, false)
+		}
+		if !b.limits {
+			return nil
 		}
 		subvolID, err := btrfs.SubvolumeID(fd)
 		if err != nil {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -41,7 +42,17 @@ func (b *Btrfs) Remove(id string) error {
 	if err := b.purge(id); err != nil {
 		return err
 	}
-	return b.commit()
+	if err := b.commit(); err != nil {
+		return err
+	}
+	if b.limits {
+		// A delete is when the kernel is likeliest to lose count: look
+		// at once (one tree search) rather than at the next Check. The
+		// volume is gone either way; what the check finds is the pool's
+		// state, logged and reported there, not this removal's.
+		_ = b.checkQuota(true)
+	}
+	return nil
 }
 
 // PurgeTrash implements Pool: it deletes what is in the trash as Remove
@@ -197,11 +208,9 @@ func nestedSubvolumes(root string) ([]uint64, error) {
 	return ids, nil
 }
 
-// deleteSubvolume deletes subvolume id and those nested in it, then drops
-// their quota groups. A group btrfs does not let go yet (it still accounts
-// blocks it frees in the background) is remembered and retried by later
-// removals and PurgeTrash; kernels since 6.x drop such a group themselves
-// once the blocks are free.
+// deleteSubvolume deletes subvolume id and those nested in it, and
+// remembers their quota groups for dropUnfreed: btrfs frees a deleted
+// subvolume's blocks in the background, and its group must outlive that.
 func (b *Btrfs) deleteSubvolume(id uint64) error {
 	return b.withRoot(func(fd int) error {
 		deleted, err := btrfs.DeleteSubvolume(fd, id)
@@ -210,27 +219,54 @@ func (b *Btrfs) deleteSubvolume(id uint64) error {
 			b.unfreed[d] = true
 		}
 		b.mu.Unlock()
-		if err != nil {
-			return err
-		}
-		return b.dropUnfreedFD(fd)
+		return err
 	})
 }
 
 func (b *Btrfs) dropUnfreed() error { return b.withRoot(b.dropUnfreedFD) }
 
-// dropUnfreedFD destroys the remembered quota groups it can; EBUSY (blocks
-// not freed yet) keeps a group for later, and is not an error.
+// dropUnfreedFD destroys the remembered quota groups whose subvolumes
+// btrfs has finished dropping, and keeps the others for a later call.
+//
+// A group is destroyed only once its subvolume's root item is gone, a
+// transaction commit has accounted the last blocks freed, and the group
+// accounts zero bytes. Destroying it earlier, while the cleaner is still
+// freeing the subvolume or before the commit that accounts the frees, is
+// what the kernel answers with "qgroup marked inconsistent, to be deleted
+// qgroup 0/N has non-zero numbers": from then on every group of the
+// filesystem reads wrong and no limit holds until a rescan. Kernels that
+// drop an emptied group themselves leave nothing to destroy (ENOENT).
 func (b *Btrfs) dropUnfreedFD(fd int) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	ids := make([]uint64, 0, len(b.unfreed))
-	for id := range b.unfreed {
-		ids = append(ids, id)
+	var dropped []uint64
+	for _, id := range slices.Sorted(maps.Keys(b.unfreed)) {
+		exists, err := btrfs.SubvolumeExists(fd, id)
+		if err != nil {
+			return err
+		}
+		if !exists {
+			dropped = append(dropped, id)
+		}
 	}
-	slices.Sort(ids)
-	for _, id := range ids {
-		err := btrfs.DestroyQgroup(fd, id)
+	if len(dropped) == 0 {
+		return nil
+	}
+	if err := btrfs.Commit(fd); err != nil {
+		return err
+	}
+	for _, id := range dropped {
+		u, err := btrfs.QgroupUsage(fd, id)
+		switch {
+		case errors.Is(err, unix.ENOENT):
+			delete(b.unfreed, id) // gone already
+			continue
+		case err != nil:
+			return err
+		case u.Referenced != 0 || u.Exclusive != 0:
+			continue // not accounted yet; try again later
+		}
+		err = btrfs.DestroyQgroup(fd, id)
 		switch {
 		case err == nil:
 			delete(b.unfreed, id)

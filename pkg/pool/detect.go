@@ -32,12 +32,17 @@ type Deps struct {
 	Mounter mount.Interface
 	// Exec runs mkfs.btrfs, and blkid to name what an image holds.
 	Exec utilexec.Interface
+	// Loops finds the loop device of a mounted image and tells it that
+	// its file grew.
+	Loops LoopDevices
 }
 
 // Open prepares the pool spec describes, choosing its backend: an image
 // pool is btrfs on its own image, which is created, formatted and mounted
 // when needed (see openImage); otherwise spec.Backend, or, when empty, btrfs
-// where Path is on btrfs and dir elsewhere. The log line for the pool is
+// where Path is on btrfs and dir elsewhere. A detected btrfs pool enables
+// no quotas: with quotas off on that filesystem its volumes have no limits
+// (EnforcesSize is false) until the administrator asks for backend=btrfs. The log line for the pool is
 // the caller's; Open logs only what it did to an image. It starts nothing.
 func Open(ctx context.Context, spec Spec, deps Deps) (Pool, error) {
 	logger := klog.FromContext(ctx).WithValues("pool", spec.Name)
@@ -53,10 +58,11 @@ func Open(ctx context.Context, spec Spec, deps Deps) (Pool, error) {
 		if err != nil {
 			return nil, fmt.Errorf("pool %q: %w", spec.Name, err)
 		}
-		backend = BackendDir
 		if magic == unix.BTRFS_SUPER_MAGIC {
-			backend = BackendBtrfs
+			// Never turns quotas on: see newDetectedBtrfs.
+			return newDetectedBtrfs(spec.Name, spec.Path, WithLogger(logger))
 		}
+		backend = BackendDir
 	}
 	switch backend {
 	case BackendBtrfs:

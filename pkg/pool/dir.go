@@ -1,6 +1,7 @@
 package pool
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -116,6 +117,13 @@ func (d *Dir) EnforcesSize() bool { return false }
 
 // Root returns the pool's root directory.
 func (d *Dir) Root() string { return d.root }
+
+// Check implements Pool: a dir pool promises no sizes, so there is
+// nothing to check.
+func (d *Dir) Check(context.Context) error { return nil }
+
+// SizeProblem implements Pool: a dir pool never promised to enforce sizes.
+func (d *Dir) SizeProblem() error { return nil }
 
 // Path implements Pool.
 func (d *Dir) Path(id string) (string, error) { return within(d.volumes, id) }

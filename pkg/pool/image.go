@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/dirvol/dirvol/internal/btrfs"
+	"github.com/dirvol/dirvol/internal/loopdev"
 
 	"golang.org/x/sys/unix"
 	"k8s.io/klog/v2"
@@ -21,23 +22,38 @@ import (
 // ErrImageShrink means an image pool's size= is smaller than its image.
 var ErrImageShrink = errors.New("image pools cannot shrink")
 
+// ErrNotMounted means an image pool's filesystem is not mounted at the
+// pool's path any more.
+var ErrNotMounted = errors.New("image pool is not mounted")
+
+// LoopDevices is what an image pool needs of loop devices: which ones a
+// file backs, and telling one that its file grew. *loopdev.Loops is the
+// real thing.
+type LoopDevices interface {
+	Find(file string) ([]loopdev.Device, error)
+	Refresh(path string) (int64, error)
+}
+
+var _ LoopDevices = (*loopdev.Loops)(nil)
+
 // openImage opens image pool spec: a btrfs filesystem in the file
 // spec.Image, loop-mounted at spec.Path.
 //
 // If spec.Path already has that image mounted (a driver restart), it is
 // used as it is. Otherwise the image is made ready and mounted with the
 // "loop" option, which also frees the loop device when it is unmounted. The
-// driver never unmounts it: after a restart it finds it mounted, and pods
-// may still use volumes in it. The image is formatted only when the driver
-// creates it, or when it holds nothing at all (every byte zero, as after
-// truncate); an image holding another filesystem, or any data without a
-// btrfs signature, is ErrWrongFilesystem and left untouched. An image
-// smaller than spec.Size is grown, and the filesystem with it; a larger one
-// is ErrImageShrink.
+// driver never unmounts a pool that started: after a restart it finds it
+// mounted, and pods may still use volumes in it. A start that fails after
+// mounting the image unmounts it again, so that nothing is left mounted. The
+// image is formatted only when the driver creates it, or when it holds
+// nothing at all (every byte zero, as after truncate); an image holding
+// another filesystem, or any data without a btrfs signature, is
+// ErrWrongFilesystem and left untouched. An image smaller than spec.Size is
+// grown, and the filesystem with it; a larger one is ErrImageShrink.
 func openImage(ctx context.Context, spec Spec, deps Deps) (*Btrfs, error) {
 	logger := klog.FromContext(ctx).WithValues("pool", spec.Name, "image", spec.Image)
-	if deps.Mounter == nil || deps.Exec == nil {
-		return nil, fmt.Errorf("pool %q: an image pool needs a mounter and an exec", spec.Name)
+	if deps.Mounter == nil || deps.Exec == nil || deps.Loops == nil {
+		return nil, fmt.Errorf("pool %q: an image pool needs a mounter, an exec and loop devices", spec.Name)
 	}
 	fail := func(err error) (*Btrfs, error) {
 		return nil, fmt.Errorf("pool %q: image %s: %w", spec.Name, spec.Image, err)
@@ -54,7 +70,7 @@ func openImage(ctx context.Context, spec Spec, deps Deps) (*Btrfs, error) {
 		return fail(err)
 	}
 	if device != "" {
-		same, err := loopBacks(device, spec.Image)
+		same, err := loopBacks(deps.Loops, device, spec.Image)
 		if err != nil {
 			return fail(err)
 		}
@@ -67,30 +83,111 @@ func openImage(ctx context.Context, spec Spec, deps Deps) (*Btrfs, error) {
 		}
 		if grown {
 			// The loop device keeps the size it had when attached.
-			if err := setLoopCapacity(device); err != nil {
+			if _, err := deps.Loops.Refresh(device); err != nil {
 				return fail(err)
 			}
 		}
 		logger.Info("Image pool already mounted", "path", mnt, "device", device, "grown", grown)
-	} else {
-		formatted, err := prepareImage(ctx, spec.Image, spec.Size, deps.Exec)
+		b, err := startImage(spec, mnt, logger)
 		if err != nil {
 			return fail(err)
 		}
-		if formatted {
-			logger.Info("Formatted a new btrfs image", "sizeBytes", spec.Size)
-		}
-		if err := deps.Mounter.Mount(spec.Image, mnt, "btrfs", []string{"loop"}); err != nil {
-			return fail(fmt.Errorf("mount at %s: %w", mnt, err))
-		}
-		logger.Info("Mounted image pool", "path", mnt)
+		return b, nil
 	}
-	// The filesystem grows to a grown image here, and after a crash
-	// between growing the file and this; otherwise it does nothing.
-	if err := withDirFD(mnt, btrfs.ResizeMax); err != nil {
+	formatted, err := prepareImage(ctx, spec.Image, spec.Size, deps.Exec)
+	if err != nil {
 		return fail(err)
 	}
-	return NewBtrfs(spec.Name, mnt, WithLogger(logger))
+	if formatted {
+		logger.Info("Formatted a new btrfs image", "sizeBytes", spec.Size)
+	}
+	if err := deps.Mounter.Mount(spec.Image, mnt, "btrfs", []string{"loop"}); err != nil {
+		return fail(fmt.Errorf("mount at %s: %w", mnt, err))
+	}
+	logger.Info("Mounted image pool", "path", mnt)
+	b, err := startImage(spec, mnt, logger)
+	if err != nil {
+		// Mounted by this call and serving nothing yet: leave nothing
+		// mounted (the "loop" option frees the device with the mount).
+		if uerr := deps.Mounter.Unmount(mnt); uerr != nil {
+			return fail(fmt.Errorf("%w (unmounting it again failed too: %w)", err, uerr))
+		}
+		logger.Info("Unmounted the image after a failed start", "path", mnt)
+		return fail(err)
+	}
+	return b, nil
+}
+
+// startImage opens the btrfs pool on the image mounted at mnt. The
+// filesystem grows to a grown image here, and after a crash between growing
+// the file and this; otherwise nothing is resized.
+func startImage(spec Spec, mnt string, logger klog.Logger) (*Btrfs, error) {
+	err := withDirFD(mnt, func(fd int) error {
+		fi, err := os.Stat(spec.Image)
+		if err != nil {
+			return err
+		}
+		return growFilesystem(fd, fi.Size())
+	})
+	if err != nil {
+		return nil, err
+	}
+	b, err := NewBtrfs(spec.Name, mnt, WithLogger(logger))
+	if err != nil {
+		return nil, err
+	}
+	var st unix.Statfs_t
+	if err := unix.Statfs(mnt, &st); err != nil {
+		return nil, fmt.Errorf("statfs %s: %w", mnt, err)
+	}
+	b.image = &imageMount{image: spec.Image, fsid: st.Fsid}
+	return b, nil
+}
+
+// growFilesystem grows the btrfs filesystem open as fd to the whole of its
+// device, imageBytes long, when it is smaller. The kernel resizes to no less
+// than 256 MiB, so a filesystem that already fills its device is left alone
+// (a 128 MiB image must start), and one that cannot reach its device says
+// what size to give.
+func growFilesystem(fd int, imageBytes int64) error {
+	have, err := btrfs.DeviceSize(fd, 1)
+	if err != nil {
+		return err
+	}
+	if have >= uint64(imageBytes) {
+		return nil
+	}
+	if imageBytes < btrfs.MinResize {
+		return fmt.Errorf("the image grew from %d to %d bytes, but btrfs grows a filesystem only to %d bytes (256Mi) or more; give size= at least 256Mi: %w",
+			have, imageBytes, btrfs.MinResize, ErrWrongFilesystem)
+	}
+	return btrfs.ResizeMax(fd)
+}
+
+// imageMount identifies the filesystem an image pool mounted at its root,
+// so that the pool can tell it from the directory under the mount point
+// when the image is not mounted (an operator's umount): its filesystem ID,
+// which btrfs derives from the filesystem's UUID and keeps across mounts.
+type imageMount struct {
+	image string
+	fsid  unix.Fsid
+}
+
+// checkMounted returns ErrNotMounted when the pool is an image pool whose
+// filesystem is not the one mounted at its root.
+func (b *Btrfs) checkMounted() error {
+	if b.image == nil {
+		return nil
+	}
+	var st unix.Statfs_t
+	if err := unix.Statfs(b.Root(), &st); err != nil {
+		return fmt.Errorf("pool %q: statfs %s: %w", b.Name(), b.Root(), err)
+	}
+	if st.Type != unix.BTRFS_SUPER_MAGIC || st.Fsid != b.image.fsid {
+		return fmt.Errorf("pool %q: image %s is not mounted at %s (%s is there); restart the driver to mount it again: %w",
+			b.Name(), b.image.image, b.Root(), fsName(int64(st.Type)), ErrNotMounted) //nolint:unconvert // Type is int32 on some platforms
+	}
+	return nil
 }
 
 // mountedAt returns the device mounted on top at mnt, or "".
@@ -109,40 +206,24 @@ func mountedAt(m mount.Interface, mnt string) (string, error) {
 }
 
 // loopBacks reports whether device is a loop device backed by image; the
-// kernel's record of the backing file's inode is compared, not a path.
-func loopBacks(device, image string) (bool, error) {
+// loop devices compare the backing file's identity, not its path.
+func loopBacks(loops LoopDevices, device, image string) (bool, error) {
 	if !strings.HasPrefix(device, "/dev/loop") {
 		return false, nil
 	}
-	var st unix.Stat_t
-	if err := unix.Stat(image, &st); err != nil {
-		if errors.Is(err, unix.ENOENT) {
-			return false, nil
+	if _, err := os.Stat(image); errors.Is(err, os.ErrNotExist) {
+		return false, nil
+	}
+	devs, err := loops.Find(image)
+	if err != nil {
+		return false, err
+	}
+	for _, d := range devs {
+		if d.Name() == filepath.Base(device) {
+			return true, nil
 		}
-		return false, fmt.Errorf("stat: %w", err)
 	}
-	fd, err := unix.Open(device, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return false, fmt.Errorf("open %s: %w", device, err)
-	}
-	defer unix.Close(fd)
-	info, err := unix.IoctlLoopGetStatus64(fd)
-	if err != nil {
-		return false, fmt.Errorf("read the backing file of %s: %w", device, err)
-	}
-	return info.Inode == st.Ino && info.Device == st.Dev, nil
-}
-
-func setLoopCapacity(device string) error {
-	fd, err := unix.Open(device, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return fmt.Errorf("open %s: %w", device, err)
-	}
-	defer unix.Close(fd)
-	if err := unix.IoctlSetInt(fd, unix.LOOP_SET_CAPACITY, 0); err != nil {
-		return fmt.Errorf("update the size of %s: %w", device, err)
-	}
-	return nil
+	return false, nil
 }
 
 // prepareImage makes image a btrfs filesystem of at least size bytes,

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dirvol/dirvol/internal/loopdev"
 	"github.com/dirvol/dirvol/internal/testfs"
 
 	"golang.org/x/sys/unix"
@@ -44,7 +45,7 @@ func newImageEnv(t *testing.T) *imageEnv {
 		dir:   dir,
 		image: filepath.Join(dir, "images", "pool.img"),
 		mnt:   filepath.Join(dir, "pools", "img"),
-		deps:  Deps{Mounter: mount.New(""), Exec: utilexec.New()},
+		deps:  Deps{Mounter: mount.New(""), Exec: utilexec.New(), Loops: loopdev.New()},
 	}
 	// Registered after TempDir, so these run before its removal: first
 	// the unmounts, then the loop check.

@@ -4,6 +4,7 @@
 package pool
 
 import (
+	"context"
 	"errors"
 	"time"
 )
@@ -94,8 +95,19 @@ type Pool interface {
 	Root() string
 	// Backend names the implementation ("dir").
 	Backend() string
-	// EnforcesSize reports whether writes past a volume's size fail.
+	// EnforcesSize reports whether writes past a volume's size fail, as
+	// of the last Check.
 	EnforcesSize() bool
+	// Check re-reads, cheaply, what the pool's promises rest on and
+	// repairs what it can (btrfs: the quota status, repaired by a
+	// rescan). It returns nil while the pool keeps its promises, else
+	// ErrSizesNotEnforced saying why; SizeProblem then returns the same
+	// until a later Check finds it fixed. Callers run it periodically.
+	Check(ctx context.Context) error
+	// SizeProblem returns, without I/O, why a pool whose backend enforces
+	// sizes did not enforce them at the last check; nil when it did, and
+	// always for a pool that never promised to.
+	SizeProblem() error
 	// Path returns the directory of volume id, whether or not it exists.
 	Path(id string) (string, error)
 	// Create makes volume id as spec says. Without a source an existing

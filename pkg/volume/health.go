@@ -10,6 +10,9 @@ const (
 	Inaccessible HealthKind = iota + 1
 	// DataLoss: the volume's data is gone.
 	DataLoss
+	// Degraded: the volume works, but not as promised (its size is not
+	// enforced right now). It does not stop it being published.
+	Degraded
 )
 
 // HealthIssue is one adverse condition of a volume.
@@ -38,5 +41,23 @@ func (m *Manager) Health(v Volume) []HealthIssue {
 		return []HealthIssue{{Kind: DataLoss, Reason: "DirectoryMissing",
 			Message: fmt.Sprintf("volume directory %s is missing", path)}}
 	}
+	// A block volume's size is its file's length, whatever the pool's
+	// limits do.
+	if problem := p.SizeProblem(); problem != nil && !v.Block {
+		return []HealthIssue{{Kind: Degraded, Reason: "SizeNotEnforced",
+			Message: fmt.Sprintf("pool %q: %v; the volume can outgrow its size until then", v.Pool, problem)}}
+	}
 	return nil
+}
+
+// Blocking returns the issues that keep a volume from being used (all but
+// Degraded ones).
+func Blocking(issues []HealthIssue) []HealthIssue {
+	var out []HealthIssue
+	for _, i := range issues {
+		if i.Kind != Degraded {
+			out = append(out, i)
+		}
+	}
+	return out
 }

@@ -40,6 +40,11 @@ type Manager struct {
 
 	orphansMu sync.Mutex
 	orphans   []Orphan
+
+	// checkMu guards checkFailed: per pool, the error of its last failed
+	// check, so that a lasting failure is logged once.
+	checkMu     sync.Mutex
+	checkFailed map[string]string
 }
 
 // Orphan is a directory under a pool's volumes/ or snapshots/ that no
@@ -182,6 +187,66 @@ func (m *Manager) Writable() error {
 	return nil
 }
 
+// SizeProblem returns nil when every pool whose backend enforces volume
+// sizes enforces them as of its last check, else the first pool's problem.
+// Probe reports it; /healthz does not, since a restart repairs nothing.
+func (m *Manager) SizeProblem() error {
+	for _, name := range m.PoolNames() {
+		if err := m.pools[name].SizeProblem(); err != nil {
+			return fmt.Errorf("pool %q: %w", name, err)
+		}
+	}
+	return nil
+}
+
+// PoolSizes is whether one pool enforces volume sizes.
+type PoolSizes struct {
+	Pool string
+	// Enforced: a write past a volume's size fails.
+	Enforced bool
+	// Problem is why a pool whose backend enforces sizes does not now.
+	Problem error
+}
+
+// Sizes reports, per pool and without I/O, whether sizes are enforced as
+// of the last check, for metrics.
+func (m *Manager) Sizes() []PoolSizes {
+	out := make([]PoolSizes, 0, len(m.pools))
+	for _, name := range m.PoolNames() {
+		p := m.pools[name]
+		out = append(out, PoolSizes{Pool: name, Enforced: p.EnforcesSize(), Problem: p.SizeProblem()})
+	}
+	return out
+}
+
+// CheckPools checks every pool (see pool.Pool.Check). The pools log what
+// their size checks find; other failures (an image not mounted, an
+// unreadable status) are logged here when they first appear and when they
+// end, not at every check.
+func (m *Manager) CheckPools(ctx context.Context) {
+	logger := klog.FromContext(ctx)
+	m.checkMu.Lock()
+	defer m.checkMu.Unlock()
+	if m.checkFailed == nil {
+		m.checkFailed = make(map[string]string)
+	}
+	for _, name := range m.PoolNames() {
+		err := m.pools[name].Check(ctx)
+		if errors.Is(err, pool.ErrSizesNotEnforced) {
+			err = nil
+		}
+		was, failed := m.checkFailed[name]
+		switch {
+		case err != nil && err.Error() != was:
+			logger.Error(err, "Pool check failed", "pool", name)
+			m.checkFailed[name] = err.Error()
+		case err == nil && failed:
+			logger.Info("Pool check passes again", "pool", name)
+			delete(m.checkFailed, name)
+		}
+	}
+}
+
 // PoolNames lists the configured pools, sorted.
 func (m *Manager) PoolNames() []string {
 	names := make([]string, 0, len(m.pools))
@@ -219,9 +284,29 @@ func (m *Manager) Orphans() []Orphan {
 // entries. They are left in place for an operator.
 func (m *Manager) CatalogProblems() []catalog.Problem { return m.cat.Problems() }
 
+// poolCheckInterval is how often Run checks the pools. A check is one
+// tree search per btrfs pool, so a short interval costs nothing, and a
+// pool that lost its limits says so within seconds.
+const poolCheckInterval = 10 * time.Second
+
 // Run refreshes the usage of every volume every interval until ctx ends, so
-// that capacity reflects data actually written. It returns nil when ctx ends.
+// that capacity reflects data actually written, and checks the pools every
+// poolCheckInterval. It returns nil when ctx ends.
 func (m *Manager) Run(ctx context.Context, interval time.Duration) error {
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	wg.Go(func() {
+		t := time.NewTicker(poolCheckInterval)
+		defer t.Stop()
+		for {
+			m.CheckPools(ctx)
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+		}
+	})
 	logger := klog.FromContext(ctx)
 	t := time.NewTicker(interval)
 	defer t.Stop()

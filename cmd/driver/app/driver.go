@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
+	"github.com/dirvol/dirvol/internal/loopdev"
 	"github.com/dirvol/dirvol/pkg/catalog"
 	"github.com/dirvol/dirvol/pkg/controller"
 	"github.com/dirvol/dirvol/pkg/identity"
@@ -56,7 +57,7 @@ func build(ctx context.Context, cfg Config, mounter mount.Interface) (*Driver, e
 	// The catalog is read by Recover, in Run, once the endpoint is up.
 	cat := catalog.New(cfg.catalogDir())
 	pools := make(map[string]pool.Pool)
-	deps := pool.Deps{Mounter: mounter, Exec: utilexec.New()}
+	deps := pool.Deps{Mounter: mounter, Exec: utilexec.New(), Loops: loopdev.New()}
 	for _, spec := range cfg.poolSpecs() {
 		p, err := pool.Open(ctx, spec, deps)
 		if err != nil {
@@ -77,13 +78,7 @@ func build(ctx context.Context, cfg Config, mounter mount.Interface) (*Driver, e
 	if err != nil {
 		return nil, err
 	}
-	ready := func() error {
-		if !vols.Ready() {
-			return errors.New("volume catalog recovery has not finished")
-		}
-		return vols.Writable()
-	}
-	ident := identity.New(cfg.DriverName, cfg.Version, ready)
+	ident := identity.New(cfg.DriverName, cfg.Version, readiness(vols))
 
 	mm := metrics.NewCSIMetricsManagerForPlugin(cfg.DriverName)
 	mm.GetRegistry().RawMustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
@@ -94,6 +89,7 @@ func build(ctx context.Context, cfg Config, mounter mount.Interface) (*Driver, e
 		Name: "dirvol_catalog_problems",
 		Help: "Entries of the catalog directory found at the last start that are not records the driver can read (corrupt, unknown state, oversized, stray files or directories). They are left in place, their volumes neither served nor deleted; see the log for their paths.",
 	}, func() float64 { return float64(len(vols.CatalogProblems())) }))
+	mm.GetRegistry().RawMustRegister(newPoolSizesCollector(vols))
 
 	// /healthz is for liveness: a long recovery must not get the pod
 	// restarted, so it only checks that the pools accept writes.
@@ -107,6 +103,21 @@ func build(ctx context.Context, cfg Config, mounter mount.Interface) (*Driver, e
 	return &Driver{cfg: cfg, vols: vols, node: nodeSrv, srv: srv}, nil
 }
 
+// readiness is what Probe reports: recovery done, every pool writable, and
+// every pool enforcing the sizes its backend promises (btrfs quota status).
+// /healthz checks only writability: a restart repairs no quota status.
+func readiness(vols *volume.Manager) func() error {
+	return func() error {
+		if !vols.Ready() {
+			return errors.New("volume catalog recovery has not finished")
+		}
+		if err := vols.Writable(); err != nil {
+			return err
+		}
+		return vols.SizeProblem()
+	}
+}
+
 // logPool says where the pool is, which backend serves it and whether it
 // enforces sizes, so that an operator sees at start what a PVC's size means.
 func logPool(logger klog.Logger, spec pool.Spec, p pool.Pool) {
@@ -114,9 +125,12 @@ func logPool(logger klog.Logger, spec pool.Spec, p pool.Pool) {
 	if spec.Image != "" {
 		kv = append(kv, "image", spec.Image, "imageBytes", spec.Size)
 	}
-	if p.EnforcesSize() {
+	switch problem := p.SizeProblem(); {
+	case problem != nil:
+		kv = append(kv, "note", problem.Error())
+	case p.EnforcesSize():
 		kv = append(kv, "note", "a write past a volume's size fails (btrfs quota group limits)")
-	} else {
+	default:
 		kv = append(kv, "note", "sizes are reserved for capacity reporting, not enforced: a volume can outgrow its size")
 	}
 	logger.Info("Pool ready", kv...)
