@@ -66,8 +66,10 @@ var table = []entry{
 
 	// The request is fine but the node is not in a state to serve it until
 	// an operator acts: an existing volume's pool is missing from this
-	// start, its record cannot be read, its loop device is held elsewhere.
+	// start or its image is not mounted, its record cannot be read, its
+	// loop device is held elsewhere.
 	{volume.ErrPoolNotConfigured, codes.FailedPrecondition},
+	{pool.ErrNotMounted, codes.FailedPrecondition},
 	{catalog.ErrUnreadable, codes.FailedPrecondition},
 	{loopdev.ErrBusy, codes.FailedPrecondition},
 
