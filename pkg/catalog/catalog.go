@@ -131,6 +131,20 @@ func (c *Catalog) Load() ([]Problem, error) {
 	return append(problems, more...), nil
 }
 
+// Pad rewrites the records Load found without the room a later state needs
+// to be recorded in place on a full filesystem (records written by an
+// earlier version of the driver), and returns how many it rewrote. It must
+// not run concurrently with any write; on failure the rest are tried again
+// after the next Load.
+func (c *Catalog) Pad() (int, error) {
+	n, err := c.volumes.pad()
+	if err != nil {
+		return n, err
+	}
+	m, err := c.snapshots.pad()
+	return n + m, err
+}
+
 // Problems returns what the last Load could not understand, volumes first.
 func (c *Catalog) Problems() []Problem {
 	return append(c.volumes.problemList(), c.snapshots.problemList()...)

@@ -1,6 +1,7 @@
 package catalog
 
 import (
+	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
@@ -64,5 +65,43 @@ func putOnFullFilesystem(t *testing.T, mnt string) {
 	}
 	if err := c.Delete("vol-a"); err != nil {
 		t.Errorf("Delete on a full filesystem: %v", err)
+	}
+}
+
+// Records written by an earlier version have no padding, so they could not
+// take a delete intent in place; Pad rewrites them with room, after which
+// a delete intent is recorded on a full filesystem as for any record.
+func TestPadRecordsOfEarlierVersions(t *testing.T) {
+	mnt := testfs.Mount(t, testfs.Ext4, 0)
+	dir := filepath.Join(mnt, "catalog")
+	c := open(t, dir)
+	v, s := vol("vol-old", "pv-old"), snap("snap-old", "s-old", "vol-old")
+	mustPut(t, c, vol("vol-new", "pv-new"))
+	for path, rec := range map[string]any{recordPath(dir, v.ID): v, snapPath(dir, s.ID): s} {
+		data, err := json.Marshal(rec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c = open(t, dir)
+	if n, err := c.Pad(); err != nil || n != 2 {
+		t.Fatalf("Pad = %d, %v; want the 2 records of the earlier version", n, err)
+	}
+	if n, err := open(t, dir).Pad(); err != nil || n != 0 {
+		t.Errorf("second Pad = %d, %v; want nothing left to do", n, err)
+	}
+	testfs.Fill(t, mnt)
+	v.State, v.ReclaimTarget = StateDeleting, strings.Repeat("n", 255)
+	mustPut(t, c, v)
+	s.State = StateDeleting
+	if err := c.PutSnapshot(s); err != nil {
+		t.Fatalf("PutSnapshot of a delete intent on a full filesystem: %v", err)
+	}
+	c = open(t, dir)
+	if got, err := c.Get(v.ID); err != nil || !equal(got, v) {
+		t.Errorf("after reopening, Get = %+v, %v, want %+v", got, err, v)
 	}
 }

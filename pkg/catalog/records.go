@@ -187,6 +187,10 @@ type loaded struct {
 	key  string
 	data []byte
 	err  error
+	// cramped is set when the file has no room to be rewritten in place
+	// with a later state (a record written by an earlier version,
+	// unpadded).
+	cramped bool
 }
 
 // load reads every record and deletes temporary files left by a crash in
@@ -222,8 +226,9 @@ func (d recordDir) load() ([]loaded, []Problem, error) {
 		case strings.HasPrefix(name, tempPrefix):
 			stray(name, fmt.Errorf("a %s named like an unfinished record write; the catalog writes only files here, so it is left in place", kindOf(e.Type())))
 		case strings.HasSuffix(name, recordSuffix) && e.Type().IsRegular():
-			data, err := readRecord(filepath.Join(d.path, name))
-			out = append(out, loaded{key: strings.TrimSuffix(name, recordSuffix), data: data, err: err})
+			data, size, err := readRecord(filepath.Join(d.path, name))
+			out = append(out, loaded{key: strings.TrimSuffix(name, recordSuffix), data: data, err: err,
+				cramped: size < int64(len(data))+recordSlack})
 		case strings.HasSuffix(name, recordSuffix):
 			// Named like a record: its ID stays reserved.
 			out = append(out, loaded{key: strings.TrimSuffix(name, recordSuffix),
@@ -249,27 +254,28 @@ func kindOf(t fs.FileMode) string {
 }
 
 // readRecord reads one record file, refusing a file larger than
-// maxRecordBytes without reading it whole and refusing to follow a link.
-func readRecord(path string) ([]byte, error) {
+// maxRecordBytes without reading it whole and refusing to follow a link. It
+// returns the record without its padding and the file's size.
+func readRecord(path string) ([]byte, int64, error) {
 	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK, 0)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	defer f.Close()
 	data, err := io.ReadAll(io.LimitReader(f, maxRecordBytes+1))
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	if len(data) > maxRecordBytes {
 		size := "more"
 		if fi, err := f.Stat(); err == nil {
 			size = fmt.Sprint(fi.Size())
 		}
-		return nil, fmt.Errorf("file is %s bytes; a record is at most %d", size, maxRecordBytes)
+		return nil, 0, fmt.Errorf("file is %s bytes; a record is at most %d", size, maxRecordBytes)
 	}
 	// Keep the record, not its padding: every record is held until all
 	// are decoded.
-	return bytes.Clone(bytes.TrimRight(data, " \n")), nil
+	return bytes.Clone(bytes.TrimRight(data, " \n")), int64(len(data)), nil
 }
 
 // syncDir makes a rename, create or unlink inside dir durable.

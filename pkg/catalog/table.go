@@ -33,6 +33,10 @@ type table[T record[T]] struct {
 	// not understand.
 	problems map[string]Problem
 	strays   []Problem
+	// cramped holds the keys of records whose files have no room to be
+	// rewritten in place (written by an earlier version); pad rewrites
+	// them.
+	cramped map[string]bool
 }
 
 func newTable[T record[T]](dir, kind string) *table[T] {
@@ -78,6 +82,7 @@ func (t *table[T]) load() ([]Problem, error) {
 	byID := make(map[string]T, len(files))
 	byName := make(map[string]string, len(files))
 	bad := make(map[string]Problem)
+	cramped := make(map[string]bool)
 	problems := append([]Problem(nil), strays...)
 	for _, f := range files {
 		r, err := decodeLoaded[T](f)
@@ -94,9 +99,12 @@ func (t *table[T]) load() ([]Problem, error) {
 		}
 		byID[f.key] = r
 		byName[r.recordName()] = f.key
+		if f.cramped {
+			cramped[f.key] = true
+		}
 	}
 	t.mu.Lock()
-	t.byID, t.byName, t.problems, t.strays = byID, byName, bad, strays
+	t.byID, t.byName, t.problems, t.strays, t.cramped = byID, byName, bad, strays, cramped
 	t.mu.Unlock()
 	return problems, nil
 }
@@ -107,6 +115,34 @@ func decodeLoaded[T record[T]](f loaded) (T, error) {
 		return zero, f.err
 	}
 	return decode[T](f.key, f.data)
+}
+
+// pad rewrites, padded, the records load found without room to be
+// rewritten in place, and returns how many it rewrote. It stops at the
+// first failure (on a full filesystem: ErrNoSpace); the records left
+// cramped are tried again at the next load.
+func (t *table[T]) pad() (int, error) {
+	t.mu.Lock()
+	keys := make([]string, 0, len(t.cramped))
+	for k := range t.cramped {
+		keys = append(keys, k)
+	}
+	t.mu.Unlock()
+	sort.Strings(keys)
+	for i, k := range keys {
+		t.mu.Lock()
+		r, ok := t.byID[k]
+		t.mu.Unlock()
+		if ok {
+			if err := t.dir.write(k, r); err != nil {
+				return i, err
+			}
+		}
+		t.mu.Lock()
+		delete(t.cramped, k)
+		t.mu.Unlock()
+	}
+	return len(keys), nil
 }
 
 // problemList returns the problems of the last load, record files first.

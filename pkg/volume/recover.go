@@ -26,6 +26,13 @@ func (m *Manager) Recover(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("load volume catalog: %w", err)
 	}
+	// Before anything is served, so that no RPC writes a record meanwhile.
+	if n, err := m.cat.Pad(); err != nil {
+		logger.Error(err, "Cannot give every catalog record the room to record a delete in place; on a full filesystem, deleting those volumes fails until there is space; retried at next start",
+			"padded", n)
+	} else if n > 0 {
+		logger.Info("Rewrote catalog records of an earlier version with room to record a delete in place on a full filesystem", "records", n)
+	}
 	owned := make(map[string]map[string]bool, len(m.pools))
 	for name := range m.pools {
 		owned[name] = make(map[string]bool)
