@@ -99,7 +99,9 @@ func (t *table[T]) load() ([]Problem, error) {
 		}
 		byID[f.key] = r
 		byName[r.recordName()] = f.key
-		if f.cramped {
+		// Records in an intent state are finished or rolled back by the
+		// recovery that follows: only ready ones need the room.
+		if f.cramped && r.recordState() == StateReady {
 			cramped[f.key] = true
 		}
 	}
