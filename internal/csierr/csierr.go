@@ -69,6 +69,9 @@ var table = []entry{
 	// start or its image is not mounted, its record cannot be read, its
 	// loop device is held elsewhere.
 	{volume.ErrPoolNotConfigured, codes.FailedPrecondition},
+	// CSI: DeleteVolume answers FailedPrecondition for a volume in use;
+	// nothing was changed, and the CO retries once it is unpublished.
+	{volume.ErrInUse, codes.FailedPrecondition},
 	{pool.ErrNotMounted, codes.FailedPrecondition},
 	{catalog.ErrUnreadable, codes.FailedPrecondition},
 	{loopdev.ErrBusy, codes.FailedPrecondition},

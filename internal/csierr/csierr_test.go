@@ -40,6 +40,7 @@ func TestStatus(t *testing.T) {
 		{name: "backend cannot", err: pool.ErrUnsupported, want: codes.InvalidArgument},
 		{name: "capability", err: capability.ErrUnsupported, want: codes.InvalidArgument},
 		{name: "existing volume's pool not configured", err: fmt.Errorf("x: %w", volume.ErrPoolNotConfigured), want: codes.FailedPrecondition},
+		{name: "volume still mounted", err: fmt.Errorf("x: %w", volume.ErrInUse), want: codes.FailedPrecondition},
 		{name: "image pool not mounted", err: fmt.Errorf("x: %w", pool.ErrNotMounted), want: codes.FailedPrecondition},
 		{name: "unreadable record", err: fmt.Errorf("x: %w", catalog.ErrUnreadable), want: codes.FailedPrecondition},
 		{name: "loop device in use", err: fmt.Errorf("detach /dev/loop3: %w", loopdev.ErrBusy), want: codes.FailedPrecondition},

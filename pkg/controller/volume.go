@@ -88,7 +88,9 @@ func sourceName(snapshotID, volumeID string) string {
 }
 
 // DeleteVolume applies the volume's onDelete policy. An ID this driver never
-// issued, or one already deleted, is success, as the CSI spec requires.
+// issued, or one already deleted, is success, as the CSI spec requires. A
+// volume still mounted on this node (published) is FailedPrecondition and
+// stays as it is.
 // Snapshots of the volume are independent copies and stay. Lock: the volume
 // ID.
 func (s *Server) DeleteVolume(ctx context.Context, req *csi.DeleteVolumeRequest) (*csi.DeleteVolumeResponse, error) {

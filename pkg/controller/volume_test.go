@@ -325,3 +325,47 @@ func TestDeleteVolumeInUnconfiguredPool(t *testing.T) {
 		t.Fatalf("disk changed:\nbefore %v\nafter  %v", before, after)
 	}
 }
+
+// mountedAt is a volume.UseChecker that reports every path mounted at
+// target.
+type mountedAt string
+
+func (m mountedAt) MountedAt(string, bool) ([]string, error) { return []string{string(m)}, nil }
+
+func TestDeleteVolumeStillPublished(t *testing.T) {
+	e := newEnv(t)
+	v := e.create(t, "pv-1", nil)
+	cat, _, err := catalog.Open(filepath.Join(e.root, "catalog"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pools := map[string]pool.Pool{}
+	for _, name := range []string{"default", "fast"} {
+		p, err := pool.NewDir(name, filepath.Join(e.root, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		pools[name] = p
+	}
+	const target = "/var/lib/kubelet/pods/p/volumes/kubernetes.io~csi/pv-1/mount"
+	vols, err := volume.New(cat, pools, "default", 1<<20, time.Now, volume.WithUseChecker(mountedAt(target)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := vols.Recover(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	srv, err := New(Config{NodeID: testNode}, vols)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := tree(t, e.root)
+	_, err = srv.DeleteVolume(context.Background(), &csi.DeleteVolumeRequest{VolumeId: v.GetVolumeId()})
+	wantCode(t, err, codes.FailedPrecondition)
+	if msg := status.Convert(err).Message(); !strings.Contains(msg, target) || !strings.Contains(msg, "unpublish") {
+		t.Errorf("message %q does not name the target and say to unpublish", msg)
+	}
+	if after := tree(t, e.root); !reflect.DeepEqual(before, after) {
+		t.Fatalf("disk changed:\nbefore %v\nafter  %v", before, after)
+	}
+}

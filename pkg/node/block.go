@@ -1,17 +1,18 @@
+//go:build linux
+
 package node
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
-	"os"
 	"path/filepath"
 	"slices"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
 	"github.com/dirvol/dirvol/internal/loopdev"
 	"github.com/dirvol/dirvol/pkg/volume"
+	"golang.org/x/sys/unix"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"k8s.io/klog/v2"
@@ -46,18 +47,13 @@ func checkAccessType(c *csi.VolumeCapability, v volume.Volume) error {
 	return nil
 }
 
-// publishBlock exposes block volume v at target: it reuses the volume's
-// loop device of the right access or attaches one, creates target as a
-// file and bind-mounts the device node on it. The caller holds the target's
-// lock; publishBlock takes the volume's. Whatever it attached is detached
-// again when a later step fails.
-func (s *Server) publishBlock(ctx context.Context, req *csi.NodePublishVolumeRequest, v volume.Volume, target string) error {
-	id := v.ID
-	unlock, err := s.lockVolume(id)
-	if err != nil {
-		return err
-	}
-	defer unlock()
+// publishBlock exposes block volume v at the opened target t: it reuses
+// the volume's loop device of the right access or attaches one, creates the
+// target as an empty file and bind-mounts the device node on it. The caller
+// holds lockPublish. Whatever it attached is detached again when a later
+// step fails.
+func (s *Server) publishBlock(ctx context.Context, req *csi.NodePublishVolumeRequest, v volume.Volume, t *openedTarget) error {
+	id, target := v.ID, t.path
 	logger := klog.FromContext(ctx)
 	ro := readOnly(req)
 
@@ -70,31 +66,26 @@ func (s *Server) publishBlock(ctx context.Context, req *csi.NodePublishVolumeReq
 		return toStatus(fmt.Errorf("find the loop devices of volume %s: %w", id, err))
 	}
 
-	// Published here already? Only a mount point is asked what device it
-	// is: a symbolic link to a device node is not a publish.
-	mounted, err := s.mounter.IsMountPoint(target)
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return toStatus(fmt.Errorf("check whether %s is a mount point: %w", target, err))
-	}
-	if mounted {
-		at, isLoop, err := s.loops.At(target)
-		switch {
-		case err != nil:
-			return toStatus(fmt.Errorf("check what is mounted at target %s: %w", target, err))
-		case !isLoop:
-			return status.Errorf(codes.FailedPrecondition,
-				"something else is mounted at target %s; unpublish it before publishing volume %s there", target, id)
-		case !slices.ContainsFunc(devs, func(d loopdev.Device) bool { return d.Path == at.Path }):
-			return status.Errorf(codes.FailedPrecondition,
-				"target %s holds loop device %s of %s, not volume %s; unpublish it before publishing volume %s there",
-				target, at.Path, at.BackingFile, id, id)
-		case at.ReadOnly != ro:
-			return status.Errorf(codes.AlreadyExists,
-				"volume %s is already published at %s %s, and this request asks for %s; unpublish it first",
-				id, target, accessWord(at.ReadOnly), accessWord(ro))
+	if t.file != nil {
+		// Published here already? Only a mount point is asked what device
+		// it is.
+		mounted, err := s.mounter.IsMountPoint(target)
+		if err != nil {
+			return toStatus(fmt.Errorf("check whether %s is a mount point: %w", target, err))
 		}
-		logger.V(4).Info("Volume already published", "volumeID", id, "targetPath", target, "device", at.Path, "readOnly", ro)
-		return nil
+		if mounted {
+			return s.blockPublishedHere(ctx, id, t, devs, ro)
+		}
+		// The CO creates a block target as an empty file, or leaves it to
+		// the driver: anything else holds someone else's data.
+		switch {
+		case t.st.Mode&unix.S_IFMT != unix.S_IFREG:
+			return status.Errorf(codes.InvalidArgument,
+				"target_path %s exists and is a %s; a block volume is published on an empty file, which the driver creates when it is missing", target, kindOf(t.st))
+		case t.st.Size != 0:
+			return status.Errorf(codes.InvalidArgument,
+				"target_path %s is a file holding %d bytes; a block volume is published on an empty file, which the driver creates when it is missing", target, t.st.Size)
+		}
 	}
 	if mode := req.GetVolumeCapability().GetAccessMode().GetMode(); mode == csi.VolumeCapability_AccessMode_SINGLE_NODE_SINGLE_WRITER {
 		refs, err := s.deviceRefs(devs)
@@ -121,23 +112,48 @@ func (s *Server) publishBlock(ctx context.Context, req *csi.NodePublishVolumeReq
 			logger.Error(err, "Cannot detach the loop device of a failed publish; unpublish or the next start will", "volumeID", id, "device", dev.Path)
 		}
 	}
-	created, err := makeBlockTarget(target)
+	created, err := makeBlockTarget(t)
 	if err != nil {
+		s.undoPublish(ctx, t, created)
 		undo()
 		return err
 	}
-	opts := []string{"bind"}
+	var flags []string
 	if ro {
-		opts = append(opts, "ro")
+		flags = append(flags, "ro")
 	}
-	if err := s.mounter.Mount(dev.Path, target, "", opts); err != nil {
-		s.undoMount(ctx, target, created)
+	if err := s.binds.Bind(dev.Path, t.file, flags); err != nil {
+		s.undoPublish(ctx, t, created)
 		undo()
-		return toStatus(fmt.Errorf("bind-mount loop device %s of volume %s at %s with options %v: %w", dev.Path, id, target, opts, err))
+		return toStatus(fmt.Errorf("bind-mount loop device %s of volume %s at %s with flags %v: %w", dev.Path, id, target, flags, err))
 	}
 	logger.V(2).Info("Volume published", "volumeID", id, "targetPath", target, "device", dev.Path,
 		"file", file, "readOnly", ro, "newDevice", attached, "directIO", dev.DirectIO)
 	return nil
+}
+
+// blockPublishedHere answers a publish at a target that is a mount point:
+// success when it shows one of the volume's devices with the requested
+// access, else a refusal that says what is there.
+func (s *Server) blockPublishedHere(ctx context.Context, id string, t *openedTarget, devs []loopdev.Device, ro bool) error {
+	for _, d := range devs {
+		shows, err := s.binds.Shows(t.file, d.Path)
+		if err != nil {
+			return toStatus(fmt.Errorf("check what target %s shows: %w", t.path, err))
+		}
+		if !shows {
+			continue
+		}
+		if d.ReadOnly != ro {
+			return status.Errorf(codes.AlreadyExists,
+				"volume %s is already published at %s %s, and this request asks for %s; unpublish it first",
+				id, t.path, accessWord(d.ReadOnly), accessWord(ro))
+		}
+		klog.FromContext(ctx).V(4).Info("Volume already published", "volumeID", id, "targetPath", t.path, "device", d.Path, "readOnly", ro)
+		return nil
+	}
+	return status.Errorf(codes.FailedPrecondition,
+		"something else is mounted at target %s (%s); unpublish or unmount it before publishing volume %s there", t.path, s.describeMount(t.path), id)
 }
 
 // deviceFor returns a loop device of file with the requested access: one of
@@ -157,94 +173,66 @@ func (s *Server) deviceFor(ctx context.Context, file string, devs []loopdev.Devi
 	return d, true, nil
 }
 
-// makeBlockTarget creates target as an empty file, and its parent
-// directory when missing, and reports whether it created the file. An
-// existing regular file is used as it is; anything else is refused.
-func makeBlockTarget(target string) (bool, error) {
-	fi, err := os.Lstat(target)
-	switch {
-	case err == nil && fi.Mode().IsRegular():
+// makeBlockTarget creates the missing target t as an empty file, and
+// reports whether it did; an existing empty file (checked by the caller) is
+// used as it is.
+func makeBlockTarget(t *openedTarget) (bool, error) {
+	if t.file != nil {
 		return false, nil
-	case err == nil:
-		return false, status.Errorf(codes.InvalidArgument,
-			"target_path %s exists and is a %s; a block volume is published on a file, which the driver creates when it is missing", target, kindOf(fi))
-	case !errors.Is(err, fs.ErrNotExist):
-		return false, toStatus(fmt.Errorf("check target %s: %w", target, err))
 	}
-	if err := os.MkdirAll(filepath.Dir(target), targetMode); err != nil {
-		return false, toStatus(fmt.Errorf("create the directory of target %s: %w", target, err))
-	}
-	f, err := os.OpenFile(target, os.O_WRONLY|os.O_CREATE|os.O_EXCL, targetFileMode)
+	fd, err := unix.Openat(int(t.parent.Fd()), t.name, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, targetFileMode)
 	if err != nil {
-		return false, toStatus(fmt.Errorf("create target file %s: %w", target, err))
+		return false, toStatus(fmt.Errorf("create target file %s: %w", t.path, err))
 	}
-	if err := f.Close(); err != nil {
-		return true, toStatus(fmt.Errorf("create target file %s: %w", target, err))
+	if err := unix.Close(fd); err != nil {
+		return true, toStatus(fmt.Errorf("create target file %s: %w", t.path, err))
+	}
+	if err := t.reopen(); err != nil {
+		return true, toStatus(fmt.Errorf("open target file %s: %w", t.path, err))
+	}
+	if t.file == nil || t.st.Mode&unix.S_IFMT != unix.S_IFREG {
+		return true, status.Errorf(codes.Aborted, "target_path %s changed while it was being created; retry", t.path)
 	}
 	return true, nil
 }
 
-func kindOf(fi fs.FileInfo) string {
-	switch {
-	case fi.IsDir():
+// kindOf names the type of a file for messages.
+func kindOf(st unix.Stat_t) string {
+	switch st.Mode & unix.S_IFMT {
+	case unix.S_IFDIR:
 		return "directory"
-	case fi.Mode()&fs.ModeSymlink != 0:
+	case unix.S_IFREG:
+		return "regular file"
+	case unix.S_IFLNK:
 		return "symbolic link"
-	case fi.Mode()&fs.ModeDevice != 0:
-		return "device node"
+	case unix.S_IFBLK:
+		return "block device node"
+	case unix.S_IFCHR:
+		return "character device node"
+	case unix.S_IFIFO:
+		return "FIFO"
+	case unix.S_IFSOCK:
+		return "socket"
 	}
 	return "special file"
 }
 
-// checkTargetFile refuses to unpublish a target that is a regular file
-// holding data and not a mount point: the driver only ever creates empty
-// target files, so it is someone else's file.
-func (s *Server) checkTargetFile(target string) error {
-	fi, err := os.Lstat(target)
-	if err != nil || !fi.Mode().IsRegular() || fi.Size() == 0 {
+// releaseBlock detaches, after an unpublish, the loop devices of block
+// volume src that no mount uses any more: the devices that were at the
+// target, and every device of the volume's file (also one a crash between
+// unmount and detach left behind). The caller holds the volume's lock.
+// Nothing is done for a volume that is not a block volume of this node.
+func (s *Server) releaseBlock(ctx context.Context, id string, src volumeSource, devs []loopdev.Device) error {
+	if !src.block {
 		return nil
 	}
-	mounted, err := s.mounter.IsMountPoint(target)
-	if err != nil || mounted {
-		return nil
+	found, err := s.loops.Find(src.path)
+	if err != nil {
+		return toStatus(fmt.Errorf("find the loop devices of volume %s: %w", id, err))
 	}
-	return status.Errorf(codes.Internal,
-		"target %s is not a mount point and is a file holding %d bytes; it was left in place, move it away and retry", target, fi.Size())
-}
-
-// blockFile returns the block file of volume id when the volume is known
-// and a block volume.
-func (s *Server) blockFile(id string) (string, bool) {
-	if !s.vols.Ready() {
-		return "", false
-	}
-	v, err := s.vols.Get(id)
-	if err != nil || !v.Block {
-		return "", false
-	}
-	file, err := s.vols.BlockPath(v)
-	return file, err == nil
-}
-
-// releaseBlock detaches, after an unpublish, the loop devices of volume id
-// that no mount uses any more: the device that was at the target, and
-// every device of the volume's block file when it is known (also one a
-// crash between unmount and detach left behind). The caller holds the
-// volume's lock.
-func (s *Server) releaseBlock(ctx context.Context, id, file string, atTarget *loopdev.Device) error {
-	var devs []loopdev.Device
-	if atTarget != nil {
-		devs = append(devs, *atTarget)
-	}
-	if file != "" {
-		found, err := s.loops.Find(file)
-		if err != nil {
-			return toStatus(fmt.Errorf("find the loop devices of volume %s: %w", id, err))
-		}
-		for _, d := range found {
-			if !slices.ContainsFunc(devs, func(o loopdev.Device) bool { return o.Path == d.Path }) {
-				devs = append(devs, d)
-			}
+	for _, d := range found {
+		if !slices.ContainsFunc(devs, func(o loopdev.Device) bool { return o.Path == d.Path }) {
+			devs = append(devs, d)
 		}
 	}
 	for _, d := range devs {
@@ -335,22 +323,4 @@ func (s *Server) inPool(file string) bool {
 		}
 	}
 	return false
-}
-
-// deviceAt returns the loop device mounted at target, if target is a mount
-// point and what is mounted there is a loop device node.
-func (s *Server) deviceAt(target string) (*loopdev.Device, error) {
-	mounted, err := s.mounter.IsMountPoint(target)
-	if err != nil || !mounted {
-		// An error is CleanupMountPoint's to report.
-		return nil, nil
-	}
-	d, isLoop, err := s.loops.At(target)
-	if err != nil {
-		return nil, toStatus(fmt.Errorf("check what is mounted at target %s: %w", target, err))
-	}
-	if !isLoop {
-		return nil, nil
-	}
-	return &d, nil
 }

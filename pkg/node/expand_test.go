@@ -210,7 +210,7 @@ func TestNodeExpandVolume(t *testing.T) {
 
 func TestNodeExpandVolumeNotRecovered(t *testing.T) {
 	root := t.TempDir()
-	srv, err := newServer(Config{NodeID: testNode}, newManager(t, root, false), mount.NewFakeMounter(nil), newFakeLoops(mount.NewFakeMounter(nil)))
+	srv, err := newServer(Config{NodeID: testNode}, newManager(t, root, false), mount.NewFakeMounter(nil), kernelBinder{}, newFakeLoops(mount.NewFakeMounter(nil)))
 	if err != nil {
 		t.Fatal(err)
 	}

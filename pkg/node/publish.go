@@ -1,21 +1,20 @@
+//go:build linux
+
 package node
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
-	"os"
 	"path/filepath"
 	"slices"
-	"syscall"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
 	"github.com/dirvol/dirvol/pkg/volume"
+	"golang.org/x/sys/unix"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"k8s.io/klog/v2"
-	mount "k8s.io/mount-utils"
 )
 
 // targetMode is the mode of a target directory the driver creates.
@@ -25,25 +24,36 @@ const targetMode = 0o750
 // read-only when the request or its access mode says so. A block volume is
 // attached to a loop device whose node is bind-mounted on target_path, a
 // file (see publishBlock). Publishing again with the same read-only-ness is
-// success. Lock: volume ID + target path, and for a block volume the volume
-// ID as well.
+// success. Lock: lockPublish (volume ID + target path, and volume ID), and
+// the volume core's hold on the volume, which DeleteVolume also takes.
 //
-// Where the volume is already mounted comes from the mount table
-// (GetMountRefs), not from memory, so it survives restarts. For
-// SINGLE_NODE_SINGLE_WRITER the request is refused while the volume is
-// mounted anywhere else; the reverse (a volume first published as single
-// writer, then asked for elsewhere with another mode) is the CO's to refuse,
-// since a mount does not record the access mode it was made for.
+// The target is opened without following symbolic links and the mount is
+// attached to the opened directory (openTarget, binder): a link anywhere in
+// the path is InvalidArgument, and a path changed under the call cannot
+// redirect the mount. Where the volume is already mounted comes from the
+// kernel (the mount table, what the target shows), not from memory, so it
+// survives restarts. For SINGLE_NODE_SINGLE_WRITER the request is refused
+// while the volume is mounted anywhere else, and the volume lock makes that
+// look and the mount one step; the reverse (a volume first published as
+// single writer, then asked for elsewhere with another mode) is the CO's to
+// refuse, since a mount does not record the access mode it was made for.
 func (s *Server) NodePublishVolume(ctx context.Context, req *csi.NodePublishVolumeRequest) (*csi.NodePublishVolumeResponse, error) {
 	if err := validateNodePublishVolume(req); err != nil {
 		return nil, err
 	}
 	id, target := req.GetVolumeId(), filepath.Clean(req.GetTargetPath())
-	unlock, err := s.lockTarget(id, target)
+	unlock, err := s.lockPublish(id, target)
 	if err != nil {
 		return nil, err
 	}
 	defer unlock()
+	// DeleteVolume looks for mounts before it removes anything; holding
+	// the volume keeps it from looking between this lookup and the mount.
+	release, err := s.vols.Hold(id)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	defer release()
 
 	v, source, err := s.volumeDir(id)
 	if err != nil {
@@ -56,122 +66,131 @@ func (s *Server) NodePublishVolume(ctx context.Context, req *csi.NodePublishVolu
 	if err := checkAccessType(req.GetVolumeCapability(), v); err != nil {
 		return nil, err
 	}
+	t, err := s.openTarget(target, true)
+	if err != nil {
+		return nil, err
+	}
+	defer t.Close()
 	if v.Block {
-		if err := s.publishBlock(ctx, req, v, target); err != nil {
+		if err := s.publishBlock(ctx, req, v, t); err != nil {
 			return nil, err
 		}
 		return &csi.NodePublishVolumeResponse{}, nil
-	}
-	refs, err := s.mounter.GetMountRefs(source)
-	if err != nil {
-		return nil, toStatus(fmt.Errorf("find where volume %s is mounted: %w", id, err))
 	}
 	ro := readOnly(req)
 	logger := klog.FromContext(ctx)
 
-	if mountedAt := canonical(target); slices.Contains(refs, mountedAt) {
-		mountedRO, err := s.mountedReadOnly(mountedAt)
+	if t.file != nil {
+		if !t.isDir() {
+			return nil, status.Errorf(codes.InvalidArgument,
+				"target_path %s exists and is a %s; a filesystem volume is published on a directory", target, kindOf(t.st))
+		}
+		shows, err := s.binds.Shows(t.file, source)
 		if err != nil {
-			return nil, toStatus(fmt.Errorf("read mount options of %s: %w", target, err))
+			return nil, toStatus(fmt.Errorf("check what target %s shows: %w", target, err))
 		}
-		if mountedRO != ro {
-			return nil, status.Errorf(codes.AlreadyExists,
-				"volume %s is already published at %s %s, and this request asks for %s; unpublish it first",
-				id, target, accessWord(mountedRO), accessWord(ro))
+		if shows {
+			mountedRO, err := s.mountedReadOnly(target)
+			if err != nil {
+				return nil, toStatus(fmt.Errorf("read mount options of %s: %w", target, err))
+			}
+			if mountedRO != ro {
+				return nil, status.Errorf(codes.AlreadyExists,
+					"volume %s is already published at %s %s, and this request asks for %s; unpublish it first",
+					id, target, accessWord(mountedRO), accessWord(ro))
+			}
+			logger.V(4).Info("Volume already published", "volumeID", id, "targetPath", target, "readOnly", ro)
+			return &csi.NodePublishVolumeResponse{}, nil
 		}
-		logger.V(4).Info("Volume already published", "volumeID", id, "targetPath", target, "readOnly", ro)
-		return &csi.NodePublishVolumeResponse{}, nil
+		switch mounted, err := s.mounter.IsMountPoint(target); {
+		case err != nil:
+			return nil, toStatus(fmt.Errorf("check whether %s is a mount point: %w", target, err))
+		case mounted:
+			return nil, status.Errorf(codes.FailedPrecondition,
+				"something else is mounted at target %s (%s); unpublish or unmount it before publishing volume %s there",
+				target, s.describeMount(target), id)
+		}
 	}
+	// The volume lock is held: no other publish of this volume can mount
+	// between this look and the mount below.
 	mode := req.GetVolumeCapability().GetAccessMode().GetMode()
-	if mode == csi.VolumeCapability_AccessMode_SINGLE_NODE_SINGLE_WRITER && len(refs) > 0 {
-		return nil, status.Errorf(codes.FailedPrecondition,
-			"volume %s has access mode %s and is already published at %v; unpublish it there first",
-			id, mode, refs)
-	}
-	switch mounted, err := s.mounter.IsMountPoint(target); {
-	case errors.Is(err, fs.ErrNotExist):
-	case err != nil:
-		return nil, toStatus(fmt.Errorf("check whether %s is a mount point: %w", target, err))
-	case mounted:
-		return nil, status.Errorf(codes.FailedPrecondition,
-			"another volume is mounted at target %s; unpublish it before publishing volume %s there", target, id)
+	if mode == csi.VolumeCapability_AccessMode_SINGLE_NODE_SINGLE_WRITER {
+		refs, err := s.mounter.GetMountRefs(source)
+		if err != nil {
+			return nil, toStatus(fmt.Errorf("find where volume %s is mounted: %w", id, err))
+		}
+		if len(refs) > 0 {
+			return nil, status.Errorf(codes.FailedPrecondition,
+				"volume %s has access mode %s and is already published at %v; unpublish it there first",
+				id, mode, refs)
+		}
 	}
 
-	created, err := makeTarget(target)
-	if err != nil {
-		return nil, err
+	created := false
+	if t.file == nil {
+		if err := unix.Mkdirat(int(t.parent.Fd()), t.name, targetMode); err != nil {
+			return nil, toStatus(fmt.Errorf("create target %s: %w", target, err))
+		}
+		created = true
+		if err := t.reopen(); err != nil || !t.isDir() {
+			s.undoPublish(ctx, t, created)
+			return nil, toStatus(fmt.Errorf("open the new target %s: %w", target, errors.Join(err, errNotDir)))
+		}
 	}
-	opts := mountOptions(req)
-	if err := s.mounter.Mount(source, target, "", opts); err != nil {
-		s.undoMount(ctx, target, created)
-		return nil, toStatus(fmt.Errorf("bind-mount volume %s at %s with options %v: %w", id, target, opts, err))
+	flags := mountOptions(req)[1:]
+	if err := s.binds.Bind(source, t.file, flags); err != nil {
+		s.undoPublish(ctx, t, created)
+		return nil, toStatus(fmt.Errorf("bind-mount volume %s at %s with flags %v: %w", id, target, flags, err))
 	}
 	logger.V(2).Info("Volume published", "volumeID", id, "targetPath", target, "source", source,
-		"readOnly", ro, "options", opts)
+		"readOnly", ro, "flags", flags)
 	return &csi.NodePublishVolumeResponse{}, nil
 }
 
-// NodeUnpublishVolume unmounts target_path and removes the directory (or,
-// for a block volume, the file). A missing target is success. It never
-// deletes data: a target that is not a mount point is removed only when it
-// is an empty directory or an empty file. A block volume's loop device is
-// detached when no other target uses it; so is any device of the volume's
-// file that no mount uses, which makes a retry finish a detach that failed.
-// It needs no volume record to unmount, so a volume already deleted can
-// still be unpublished. Lock: volume ID + target path, and for a block
-// volume the volume ID as well, taken before anything is unmounted.
-func (s *Server) NodeUnpublishVolume(ctx context.Context, req *csi.NodeUnpublishVolumeRequest) (*csi.NodeUnpublishVolumeResponse, error) {
-	if err := validateNodeUnpublishVolume(req); err != nil {
-		return nil, err
-	}
-	id, target := req.GetVolumeId(), filepath.Clean(req.GetTargetPath())
-	unlock, err := s.lockTarget(id, target)
+// openTarget opens target without following symbolic links (creating
+// missing parent directories when mkParents) and checks it against the
+// driver's own directories by identity. Errors are status errors, except a
+// missing component without mkParents, which wraps unix.ENOENT.
+func (s *Server) openTarget(target string, mkParents bool) (*openedTarget, error) {
+	t, err := openTarget(target, mkParents)
 	if err != nil {
-		return nil, err
-	}
-	defer unlock()
-
-	// Which loop device is mounted at the target must be read before the
-	// mount goes.
-	atTarget, err := s.deviceAt(target)
-	if err != nil {
-		return nil, err
-	}
-	file, block := s.blockFile(id)
-	if block || atTarget != nil {
-		unlockVolume, err := s.lockVolume(id)
-		if err != nil {
+		if errors.Is(err, unix.ENOENT) && !mkParents {
 			return nil, err
 		}
-		defer unlockVolume()
+		return nil, toStatus(fmt.Errorf("target_path %s: %w", target, err))
 	}
-	if err := s.checkTargetFile(target); err != nil {
+	if err := s.checkOpenedTarget(t); err != nil {
+		t.Close()
 		return nil, err
 	}
-	if err := mount.CleanupMountPoint(target, s.mounter, true); err != nil {
-		if errors.Is(err, syscall.ENOTEMPTY) {
-			err = fmt.Errorf("%w (the target is not a mount point and holds files; they were left in place, move them away and retry)", err)
-		}
-		return nil, toStatus(fmt.Errorf("unpublish volume %s from %s: %w", id, target, err))
-	}
-	if err := s.releaseBlock(ctx, id, file, atTarget); err != nil {
-		return nil, err
-	}
-	klog.FromContext(ctx).V(2).Info("Volume unpublished", "volumeID", id, "targetPath", target)
-	return &csi.NodeUnpublishVolumeResponse{}, nil
+	return t, nil
 }
 
-// lockTarget refuses a target that overlaps a pool, then takes the try-lock
-// of volume ID + target path, answering Aborted when it is held.
-func (s *Server) lockTarget(id, target string) (unlock func(), err error) {
-	if err := s.checkTarget(target); err != nil {
-		return nil, err
+// undoPublish cleans up after a failed publish: the target goes if this
+// publish created it and it is still an empty directory or empty file.
+// Bind attaches the mount in its last step, so a failed Bind leaves no
+// mount behind.
+func (s *Server) undoPublish(ctx context.Context, t *openedTarget, created bool) {
+	logger := klog.FromContext(ctx)
+	if !created {
+		return
 	}
-	key := publishKey{volumeID: id, targetPath: target}
-	if !s.targets.TryLock(key) {
-		return nil, status.Errorf(codes.Aborted, "an operation on volume %s at %s is already in progress", id, target)
+	if err := t.reopen(); err != nil {
+		logger.Error(err, "Cannot check the target of a failed publish", "targetPath", t.path)
+		return
 	}
-	return func() { s.targets.Unlock(key) }, nil
+	if t.file == nil {
+		return
+	}
+	flags := 0
+	if t.isDir() {
+		flags = unix.AT_REMOVEDIR
+	} else if t.st.Size != 0 {
+		return
+	}
+	if err := unix.Unlinkat(int(t.parent.Fd()), t.name, flags); err != nil && !errors.Is(err, unix.ENOENT) {
+		logger.Error(err, "Cannot remove the target of a failed publish", "targetPath", t.path)
+	}
 }
 
 // mountOptions are the bind-mount options for a publish: "bind", the
@@ -202,45 +221,6 @@ func (s *Server) mountedReadOnly(target string) (bool, error) {
 		}
 	}
 	return ro, nil
-}
-
-// makeTarget creates target as a directory and reports whether it did; an
-// existing directory is used as it is.
-func makeTarget(target string) (bool, error) {
-	fi, err := os.Stat(target)
-	switch {
-	case err == nil && fi.IsDir():
-		return false, nil
-	case err == nil:
-		return false, status.Errorf(codes.InvalidArgument,
-			"target_path %s exists and is not a directory; a filesystem volume is published on a directory", target)
-	case !errors.Is(err, fs.ErrNotExist):
-		return false, toStatus(fmt.Errorf("check target %s: %w", target, err))
-	}
-	if err := os.MkdirAll(target, targetMode); err != nil {
-		return false, toStatus(fmt.Errorf("create target %s: %w", target, err))
-	}
-	return true, nil
-}
-
-// undoMount cleans up after a failed Mount: mount-utils bind-mounts first
-// and then remounts with the options, so a failed remount leaves a mount
-// without them, which must not stay. The target directory goes only if this
-// publish created it, and only while empty.
-func (s *Server) undoMount(ctx context.Context, target string, created bool) {
-	logger := klog.FromContext(ctx)
-	if mounted, err := s.mounter.IsMountPoint(target); err == nil && mounted {
-		if err := s.mounter.Unmount(target); err != nil {
-			logger.Error(err, "Cannot unmount a half-made publish; unpublish will retry", "targetPath", target)
-			return
-		}
-	}
-	if !created {
-		return
-	}
-	if err := os.Remove(target); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		logger.Error(err, "Cannot remove the target directory of a failed publish", "targetPath", target)
-	}
 }
 
 // canonical returns p with symbolic links resolved when it exists, the form

@@ -250,7 +250,7 @@ func TestRealBlockFailedPublish(t *testing.T) {
 
 	danglingParent(t, e, e.target("a"))
 	_, err := e.srv.NodePublishVolume(ctx, blockReq(v.ID, e.target("a")))
-	checkCode(t, err, codes.Internal, "create")
+	checkCode(t, err, codes.InvalidArgument, "symbolic link")
 	wantNoRealDevices(t, e, file)
 
 	mkdir(t, e.target("b"))

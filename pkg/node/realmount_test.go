@@ -110,7 +110,7 @@ func TestRealBindMounts(t *testing.T) {
 	mkdir(t, d)
 	writeData(t, d)
 	_, err = e.srv.NodeUnpublishVolume(ctx, unpublishReq(v1.ID, d))
-	checkCode(t, err, codes.Internal, "left in place")
+	checkCode(t, err, codes.FailedPrecondition, "left in place")
 	wantFile(t, filepath.Join(d, "data"))
 }
 

@@ -17,6 +17,9 @@ import (
 // driver, a bind mount). A device that cannot be detached is logged and
 // left; only failing to list the devices is an error.
 //
+// It also says, once, what the kernel lacks of the calls publishing relies
+// on (see logMountAPI).
+//
 // Call it once the volume manager has recovered. It may run while node
 // RPCs are served: it takes the lock of the volume that owns each device
 // and leaves a device whose volume is busy to the RPC in flight, which
@@ -26,6 +29,7 @@ func (s *Server) Recover(ctx context.Context) error {
 		return fmt.Errorf("node: recover loop devices: %w", volume.ErrNotReady)
 	}
 	logger := klog.FromContext(ctx)
+	logMountAPI(logger)
 	// Devices are listed before volumes. A publish attaches only the file
 	// of a volume that is ready, so a device whose file belongs to no
 	// volume ready afterwards cannot be one a publish is setting up.
@@ -84,4 +88,22 @@ func (s *Server) blockOwners() map[string]string {
 		}
 	}
 	return owners
+}
+
+// logMountAPI says what publishing can promise on this kernel: without
+// open_tree and move_mount (Linux 5.2) every publish is refused; without
+// mount_setattr (5.12) a bind mount gets its flags (ro, nosuid, ...) by a
+// remount just after it appears; without openat2 (5.6) target paths are
+// opened one component at a time with O_NOFOLLOW alone.
+func logMountAPI(logger klog.Logger) {
+	openat2, openTree, mountSetattr := mountAPI()
+	switch {
+	case !openTree:
+		logger.Error(errNoMountAPI, "Every NodePublishVolume will be refused on this kernel")
+	case !mountSetattr:
+		logger.Info("The kernel has no mount_setattr (Linux 5.12): a published bind mount is briefly without its flags (ro, nosuid, ...) until a remount applies them")
+	}
+	if !openat2 {
+		logger.Info("The kernel has no openat2 (Linux 5.6): target paths are opened one component at a time with O_NOFOLLOW")
+	}
 }

@@ -76,7 +76,7 @@ func TestRecover(t *testing.T) {
 }
 
 func TestRecoverNotRecovered(t *testing.T) {
-	srv, err := newServer(Config{NodeID: testNode}, newManager(t, t.TempDir(), false), mount.NewFakeMounter(nil), newFakeLoops(mount.NewFakeMounter(nil)))
+	srv, err := newServer(Config{NodeID: testNode}, newManager(t, t.TempDir(), false), mount.NewFakeMounter(nil), kernelBinder{}, newFakeLoops(mount.NewFakeMounter(nil)))
 	if err != nil {
 		t.Fatal(err)
 	}

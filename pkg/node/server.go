@@ -9,6 +9,7 @@ package node
 import (
 	"errors"
 	"fmt"
+	"path/filepath"
 	"regexp"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
@@ -35,6 +36,11 @@ type Config struct {
 	// MaxVolumes is reported as max_volumes_per_node: how many volumes the
 	// CO may publish on this node. 0 means no limit.
 	MaxVolumes int64
+	// Protected are directories of the driver's own besides the pool roots
+	// (the data directory, which holds the catalog and the mount points of
+	// image pools): no target may be one of them, lie inside one or
+	// contain one.
+	Protected []string
 }
 
 // Validate checks the settings.
@@ -46,6 +52,11 @@ func (c Config) Validate() error {
 		return fmt.Errorf("node: node ID %q is not a Kubernetes label value (at most 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit); it becomes the value of the topology label %s", c.NodeID, topology.NodeKey)
 	case c.MaxVolumes < 0:
 		return fmt.Errorf("node: max volumes %d is negative; use 0 for no limit", c.MaxVolumes)
+	}
+	for _, p := range c.Protected {
+		if !filepath.IsAbs(p) {
+			return fmt.Errorf("node: protected directory %q is not an absolute path", p)
+		}
 	}
 	return nil
 }
@@ -76,13 +87,18 @@ type loopDevices interface {
 // kernel's loop devices.
 //
 // Locks: NodePublishVolume and NodeUnpublishVolume hold the pair (volume ID,
-// target path) and answer Aborted when it is busy. For a block volume they
-// also hold the volume ID while they choose, attach or detach its loop
-// device, so that two targets of one volume never get two devices and a
-// device is never detached while another target is being mounted from it.
-// NodeExpandVolume holds the volume ID. Recover takes the volume ID of each
-// device it may detach and skips a device whose volume is busy. All of them
-// are try-locks: a busy key is Aborted (or skipped), never waited for.
+// target path) and the volume ID (lockPublish), and answer Aborted when
+// either is busy. The volume ID makes "where else is this volume mounted"
+// and the mount one step: two publishes of a single-writer volume cannot
+// both see it unmounted, two targets of a block volume never get two
+// devices, and a device is never detached while another target is being
+// mounted from it. NodePublishVolume also holds the volume in the volume
+// core (volume.Manager.Hold), which DeleteVolume takes too, so that a
+// delete's look for mounts never falls between a publish's lookup and its
+// mount. NodeExpandVolume holds the volume ID. Recover takes the
+// volume ID of each device it may detach and skips a device whose volume is
+// busy. All of them are try-locks: a busy key is Aborted (or skipped), never
+// waited for.
 // NodeGetVolumeStats and NodeGetVolumeHealth take no lock: they only read
 // the catalog, the mount table, loop device sizes and the directory.
 // NodeGetInfo and NodeGetCapabilities read nothing that changes.
@@ -92,6 +108,7 @@ type Server struct {
 	cfg     Config
 	vols    *volume.Manager
 	mounter mount.Interface
+	binds   binder
 	loops   loopDevices
 	targets keylock.Locks[publishKey]
 	volumes keylock.Locks[string]
@@ -102,10 +119,10 @@ var _ csi.NodeServer = (*Server)(nil)
 // New returns a node service publishing the volumes of vols with mounter,
 // and block volumes through the host's loop devices.
 func New(cfg Config, vols *volume.Manager, mounter mount.Interface) (*Server, error) {
-	return newServer(cfg, vols, mounter, loopdev.New())
+	return newServer(cfg, vols, mounter, kernelBinder{}, loopdev.New())
 }
 
-func newServer(cfg Config, vols *volume.Manager, mounter mount.Interface, loops loopDevices) (*Server, error) {
+func newServer(cfg Config, vols *volume.Manager, mounter mount.Interface, binds binder, loops loopDevices) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -115,10 +132,13 @@ func newServer(cfg Config, vols *volume.Manager, mounter mount.Interface, loops 
 	if mounter == nil {
 		return nil, errors.New("node: mounter is required")
 	}
+	if binds == nil {
+		return nil, errors.New("node: binder is required")
+	}
 	if loops == nil {
 		return nil, errors.New("node: loop devices are required")
 	}
-	return &Server{cfg: cfg, vols: vols, mounter: mounter, loops: loops}, nil
+	return &Server{cfg: cfg, vols: vols, mounter: mounter, binds: binds, loops: loops}, nil
 }
 
 // lockVolume takes the try-lock of a volume ID, answering Aborted when it is
@@ -128,6 +148,29 @@ func (s *Server) lockVolume(id string) (unlock func(), err error) {
 		return nil, status.Errorf(codes.Aborted, "another operation on volume %s is in progress on this node; retry", id)
 	}
 	return func() { s.volumes.Unlock(id) }, nil
+}
+
+// lockPublish is the lock of NodePublishVolume and NodeUnpublishVolume: it
+// refuses a target that overlaps the driver's own directories, then takes
+// the try-lock of volume ID + target path and that of the volume ID,
+// answering Aborted when either is held.
+func (s *Server) lockPublish(id, target string) (unlock func(), err error) {
+	if err := s.checkTarget(target); err != nil {
+		return nil, err
+	}
+	key := publishKey{volumeID: id, targetPath: target}
+	if !s.targets.TryLock(key) {
+		return nil, status.Errorf(codes.Aborted, "an operation on volume %s at %s is already in progress; retry", id, target)
+	}
+	unlockVolume, err := s.lockVolume(id)
+	if err != nil {
+		s.targets.Unlock(key)
+		return nil, err
+	}
+	return func() {
+		unlockVolume()
+		s.targets.Unlock(key)
+	}, nil
 }
 
 // volumeDir returns a volume and the directory that holds its data, or a

@@ -32,7 +32,7 @@ type testEnv struct {
 
 // newManager returns a volume manager over a fresh catalog and pool under
 // root, recovered (ready) when recover is set.
-func newManager(t *testing.T, root string, recover bool) *volume.Manager {
+func newManager(t testing.TB, root string, recover bool) *volume.Manager {
 	t.Helper()
 	cat, problems, err := catalog.Open(filepath.Join(root, "catalog"))
 	if err != nil || len(problems) > 0 {
@@ -57,7 +57,7 @@ func newManager(t *testing.T, root string, recover bool) *volume.Manager {
 // newEnvWith returns a node service using mounter, and the host's loop
 // devices when mounter is the real one, else fake loop devices that read
 // mounter's table.
-func newEnvWith(t *testing.T, mounter mount.Interface) *testEnv {
+func newEnvWith(t testing.TB, mounter mount.Interface) *testEnv {
 	t.Helper()
 	var loops loopDevices = newFakeLoops(mounter)
 	if _, real := mounter.(*mount.Mounter); real {
@@ -69,9 +69,9 @@ func newEnvWith(t *testing.T, mounter mount.Interface) *testEnv {
 
 // newEnvAt returns a node service over vols, whose catalog and pool are
 // under root.
-func newEnvAt(t *testing.T, root string, vols *volume.Manager, mounter mount.Interface, loops loopDevices) *testEnv {
+func newEnvAt(t testing.TB, root string, vols *volume.Manager, mounter mount.Interface, loops loopDevices) *testEnv {
 	t.Helper()
-	srv, err := newServer(Config{NodeID: testNode, MaxVolumes: 10}, vols, mounter, loops)
+	srv, err := newServer(Config{NodeID: testNode, MaxVolumes: 10}, vols, mounter, binderFor(mounter), loops)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -79,10 +79,19 @@ func newEnvAt(t *testing.T, root string, vols *volume.Manager, mounter mount.Int
 	return &testEnv{srv: srv, vols: vols, mnt: fake, loops: loops, root: root, pods: filepath.Join(root, "pods")}
 }
 
+// binderFor returns the kernel's binder for the real mounter, else a fake
+// that records into the fake mounter's table.
+func binderFor(mounter mount.Interface) binder {
+	if fake, ok := mounter.(*mount.FakeMounter); ok {
+		return fakeBinder{mounter: fake}
+	}
+	return kernelBinder{}
+}
+
 func newEnv(t *testing.T) *testEnv { return newEnvWith(t, mount.NewFakeMounter(nil)) }
 
 // create makes a volume and returns it with its directory.
-func (e *testEnv) create(t *testing.T, name string) (volume.Volume, string) {
+func (e *testEnv) create(t testing.TB, name string) (volume.Volume, string) {
 	t.Helper()
 	v, err := e.vols.Create(context.Background(), volume.CreateRequest{
 		Name:        name,
@@ -181,7 +190,7 @@ func TestNew(t *testing.T) {
 }
 
 func TestNewServerWithoutLoopDevices(t *testing.T) {
-	_, err := newServer(Config{NodeID: testNode}, newManager(t, t.TempDir(), true), mount.NewFakeMounter(nil), nil)
+	_, err := newServer(Config{NodeID: testNode}, newManager(t, t.TempDir(), true), mount.NewFakeMounter(nil), kernelBinder{}, nil)
 	if err == nil {
 		t.Fatal("newServer() without loop devices succeeded")
 	}

@@ -80,6 +80,13 @@ func validateNodeGetVolumeHealth(req *csi.NodeGetVolumeHealthRequest) error {
 	return checkID(req.GetVolumeId())
 }
 
+// Linux limits: a path element (NAME_MAX) and a whole path (PATH_MAX,
+// with its terminating NUL).
+const (
+	maxNameBytes = 255
+	maxPathBytes = 4095
+)
+
 // checkPath accepts a path the driver may create, mount on and remove.
 func checkPath(field, p string) error {
 	switch {
@@ -89,8 +96,16 @@ func checkPath(field, p string) error {
 		return invalid("%s %.200q holds a NUL byte", field, p)
 	case !filepath.IsAbs(p):
 		return invalid("%s %.200q is not an absolute path", field, p)
-	case slices.Contains(strings.Split(p, "/"), ".."):
-		return invalid("%s %.200q has a \"..\" element; give the path without it", field, p)
+	case len(p) > maxPathBytes:
+		return invalid("%s is %d bytes long; a path is at most %d bytes", field, len(p), maxPathBytes)
+	}
+	for _, elem := range strings.Split(p, "/") {
+		switch {
+		case elem == "..":
+			return invalid("%s %.200q has a \"..\" element; give the path without it", field, p)
+		case len(elem) > maxNameBytes:
+			return invalid("%s has a %d-byte element %.40q...; a path element is at most %d bytes", field, len(elem), elem, maxNameBytes)
+		}
 	}
 	return nil
 }

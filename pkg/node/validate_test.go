@@ -50,6 +50,9 @@ func TestValidateNodePublishVolume(t *testing.T) {
 		{name: "ok block reader only", req: publishReq(goodID, goodTP, blockCap(csi.VolumeCapability_AccessMode_SINGLE_NODE_READER_ONLY))},
 		{name: "block multi-node", req: publishReq(goodID, goodTP, blockCap(csi.VolumeCapability_AccessMode_MULTI_NODE_MULTI_WRITER)), want: codes.InvalidArgument, msg: "one node"},
 		{name: "block with .. in target", req: publishReq(goodID, "/var/lib/kubelet/../x", blockCap(rw)), want: codes.InvalidArgument, msg: `".."`},
+		{name: "300-byte target element", req: publishReq(goodID, "/pods/"+strings.Repeat("x", 300)+"/mount", mountCap(rw)), want: codes.InvalidArgument, msg: "at most 255 bytes"},
+		{name: "255-byte target element", req: publishReq(goodID, "/pods/"+strings.Repeat("x", 255)+"/mount", mountCap(rw))},
+		{name: "target longer than PATH_MAX", req: publishReq(goodID, strings.Repeat("/"+strings.Repeat("x", 200), 21), mountCap(rw)), want: codes.InvalidArgument, msg: "at most 4095 bytes"},
 		{
 			name: "no access type",
 			req:  publishReq(goodID, goodTP, &csi.VolumeCapability{AccessMode: &csi.VolumeCapability_AccessMode{Mode: rw}}),
@@ -101,6 +104,7 @@ func TestValidateNodeUnpublishVolume(t *testing.T) {
 		{name: "no volume ID", req: &csi.NodeUnpublishVolumeRequest{TargetPath: goodTP}, want: codes.InvalidArgument, msg: "volume_id is required"},
 		{name: "no target", req: &csi.NodeUnpublishVolumeRequest{VolumeId: goodID}, want: codes.InvalidArgument, msg: "target_path is required"},
 		{name: "relative target", req: &csi.NodeUnpublishVolumeRequest{VolumeId: goodID, TargetPath: "mount"}, want: codes.InvalidArgument, msg: "not an absolute path"},
+		{name: "300-byte target element", req: &csi.NodeUnpublishVolumeRequest{VolumeId: goodID, TargetPath: "/pods/" + strings.Repeat("x", 300)}, want: codes.InvalidArgument, msg: "at most 255 bytes"},
 		{name: "malformed ID", req: &csi.NodeUnpublishVolumeRequest{VolumeId: "vol-XYZ", TargetPath: goodTP}, want: codes.NotFound, msg: "not a dirvol volume ID"},
 	}
 	for _, tt := range tests {

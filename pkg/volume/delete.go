@@ -25,6 +25,11 @@ func (m *Manager) Delete(ctx context.Context, id string) error {
 	if !ValidID(id) {
 		return fmt.Errorf("%.64q is not a volume ID issued by this driver: %w", id, ErrNotFound)
 	}
+	release, err := m.Hold(id)
+	if err != nil {
+		return err
+	}
+	defer release()
 	v, err := m.cat.Get(id)
 	if errors.Is(err, catalog.ErrNotFound) {
 		return fmt.Errorf("volume %s: %w", id, ErrNotFound)
@@ -41,7 +46,11 @@ func (m *Manager) Delete(ctx context.Context, id string) error {
 		// was until the pool is configured again.
 		return poolGone("volume "+v.ID, v.Pool)
 	}
+	if err := m.checkUnused(v, p); err != nil {
+		return err
+	}
 	if v.State != catalog.StateDeleting {
+		ready := v
 		v.State = catalog.StateDeleting
 		if OnDelete(v.OnDelete) == OnDeleteArchive {
 			name := archiveName(v, m.now())
@@ -60,8 +69,45 @@ func (m *Manager) Delete(ctx context.Context, id string) error {
 		if err := m.cat.Put(v); err != nil {
 			return err
 		}
+		// A publish that looked the volume up before the record said
+		// "deleting" may have mounted it since the first look; from now on
+		// the node refuses to publish it. Looking again closes that gap:
+		// the volume goes back to ready, as it was.
+		if err := m.checkUnused(v, p); err != nil {
+			if perr := m.cat.Put(ready); perr != nil {
+				return fmt.Errorf("%w; and the volume could not be put back to ready: %w", err, perr)
+			}
+			return err
+		}
 	}
 	return m.finishDelete(ctx, v)
+}
+
+// checkUnused answers ErrInUse, naming the mount points, when v's data is
+// mounted on this node. Delete looks before it records "deleting", so that
+// a refused delete leaves everything as it was, and once more after, for a
+// publish that raced the record (the node publishes only volumes the
+// catalog lists as ready).
+func (m *Manager) checkUnused(v Volume, p pool.Pool) error {
+	if m.inUse == nil {
+		return nil
+	}
+	path, err := p.Path(v.ID)
+	if v.Block {
+		path, err = p.BlockPath(v.ID)
+	}
+	if err != nil {
+		return err
+	}
+	refs, err := m.inUse.MountedAt(path, v.Block)
+	if err != nil {
+		return fmt.Errorf("check whether volume %s is still mounted: %w", v.ID, err)
+	}
+	if len(refs) > 0 {
+		return fmt.Errorf("volume %s is still published at %s: %w; unpublish it there first (NodeUnpublishVolume), then delete it",
+			v.ID, strings.Join(refs, ", "), ErrInUse)
+	}
+	return nil
 }
 
 // finishDelete reclaims the directory of a volume recorded as "deleting" and

@@ -39,6 +39,9 @@ var (
 	// ErrBusy means the volume or snapshot is in the middle of another
 	// operation.
 	ErrBusy = errors.New("busy with another operation")
+	// ErrInUse means a volume's data is still mounted on this node (it is
+	// published), so it cannot be deleted.
+	ErrInUse = errors.New("volume is still mounted on this node")
 	// ErrNotReady means recovery has not finished.
 	ErrNotReady = errors.New("volume catalog is still being recovered")
 )

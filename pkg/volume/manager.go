@@ -38,6 +38,12 @@ type Manager struct {
 	// failed create and is rolled back by a retry of its name.
 	creating keylock.Locks[string]
 
+	// inUse, when set, is asked before a volume's data is removed.
+	inUse UseChecker
+	// held holds the IDs of volumes being deleted, or being put to use by
+	// a caller of Hold: the two exclude each other.
+	held keylock.Locks[string]
+
 	orphansMu sync.Mutex
 	orphans   []Orphan
 
@@ -45,6 +51,26 @@ type Manager struct {
 	// check, so that a lasting failure is logged once.
 	checkMu     sync.Mutex
 	checkFailed map[string]string
+}
+
+// UseChecker tells where a volume's data is mounted on this node, from the
+// kernel's mount table and loop devices (the node service's mounts: the
+// volume core itself never mounts a volume).
+type UseChecker interface {
+	// MountedAt returns the mount points that show path: a volume's
+	// directory, or with block a block volume's file (through the loop
+	// devices attached to it).
+	MountedAt(path string, block bool) ([]string, error)
+}
+
+// Option sets an optional dependency of a Manager.
+type Option func(*Manager)
+
+// WithUseChecker makes Delete refuse, with ErrInUse, a volume whose data is
+// still mounted on this node. Without it Delete does not look (tests of the
+// volume core alone, where nothing is mounted).
+func WithUseChecker(c UseChecker) Option {
+	return func(m *Manager) { m.inUse = c }
 }
 
 // Orphan is a directory under a pool's volumes/ or snapshots/ that no
@@ -61,21 +87,25 @@ type Orphan struct {
 // a key of pools; defaultCapacity is used when a request names no size. now
 // is the clock (time.Now in production). Nothing is served until Recover
 // returns.
-func New(cat *catalog.Catalog, pools map[string]pool.Pool, defaultPool string, defaultCapacity int64, now func() time.Time) (*Manager, error) {
+func New(cat *catalog.Catalog, pools map[string]pool.Pool, defaultPool string, defaultCapacity int64, now func() time.Time, opts ...Option) (*Manager, error) {
 	if _, ok := pools[defaultPool]; !ok {
 		return nil, fmt.Errorf("default pool %q: %w", defaultPool, ErrUnknownPool)
 	}
 	if defaultCapacity <= 0 {
 		return nil, fmt.Errorf("default capacity must be positive, got %d", defaultCapacity)
 	}
-	return &Manager{
+	m := &Manager{
 		cat:             cat,
 		pools:           pools,
 		defaultPool:     defaultPool,
 		defaultCapacity: defaultCapacity,
 		now:             now,
 		ledger:          newLedger(),
-	}, nil
+	}
+	for _, o := range opts {
+		o(m)
+	}
+	return m, nil
 }
 
 // Ready reports whether Recover has finished.
@@ -110,6 +140,18 @@ func (m *Manager) List() []Volume {
 		}
 	}
 	return out
+}
+
+// Hold keeps volume id from being deleted while the caller puts it to use
+// (the node service, while it looks the volume up and mounts it), so that
+// Delete's look for mounts and a publish's mount cannot interleave. It
+// answers ErrBusy while the volume is being deleted or held already; the
+// caller releases it with the returned function.
+func (m *Manager) Hold(id string) (release func(), err error) {
+	if !m.held.TryLock(id) {
+		return nil, fmt.Errorf("volume %s is being deleted or published on this node: %w", id, ErrBusy)
+	}
+	return func() { m.held.Unlock(id) }, nil
 }
 
 // Path returns the directory that holds a volume's data.

@@ -40,6 +40,12 @@ type env struct {
 // still mounted under the directory.
 func start(t *testing.T) *env {
 	t.Helper()
+	return startWith(t, nil)
+}
+
+// startWith is start with the configuration changed by configure first.
+func startWith(t *testing.T, configure func(e *env, cfg *app.Config)) *env {
+	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("the hostile-input tests bind-mount volumes and need root")
 	}
@@ -59,6 +65,9 @@ func start(t *testing.T) *env {
 		Pools:              pool.Specs{{Name: "extra", Path: e.extra}},
 		DefaultVolumeBytes: 1 << 20,
 		UsageRefresh:       time.Hour,
+	}
+	if configure != nil {
+		configure(e, &cfg)
 	}
 	runCtx, cancel := context.WithCancel(context.Background())
 	d, err := app.New(runCtx, cfg, e.mounter)

@@ -170,12 +170,13 @@ func TestPublishedVolumeSymlinks(t *testing.T) {
 
 // TestTargetPathsIntoTheTree publishes and unpublishes (or only unpublishes)
 // at targets that lead into the driver's own directories or the sentinel,
-// each on a fresh driver. A target with a ".." element, and one that is a
-// pool root, lies in one, contains one or reaches one through a symbolic
-// link, is refused by both calls with nothing changed on disk. Every cycle
-// must leave the tree as it was.
+// each on a fresh driver. A target with a ".." element or a symbolic link
+// anywhere in it, and one that is a pool root, lies in one or contains one,
+// is refused by both calls with nothing changed on disk. Every cycle must
+// leave the tree as it was.
 func TestTargetPathsIntoTheTree(t *testing.T) {
 	dotdot := func(*env) []string { return []string{"target_path", `".." element`} }
+	symlinked := func(*env) []string { return []string{"target_path", "symbolic link"} }
 	overlaps := func(pool func(e *env) string) func(*env) []string {
 		return func(e *env) []string { return []string{"target_path", "overlaps the dirvol pool at " + pool(e)} }
 	}
@@ -202,7 +203,10 @@ func TestTargetPathsIntoTheTree(t *testing.T) {
 		}, true, codes.InvalidArgument, dotdot},
 		{"symlinked parent into the sentinel", func(t *testing.T, e *env, _, _ string) string {
 			return link(t, e, e.outside+"/home") + "/t"
-		}, true, codes.OK, nil},
+		}, true, codes.InvalidArgument, symlinked},
+		{"symlink onto the sentinel's etc", func(t *testing.T, e *env, _, _ string) string {
+			return link(t, e, e.outside+"/etc")
+		}, true, codes.InvalidArgument, symlinked},
 		{"the data dir", func(_ *testing.T, e *env, _, _ string) string { return e.data }, true, codes.InvalidArgument, data},
 		{"a new directory in the data dir", func(_ *testing.T, e *env, _, _ string) string { return e.data + "/fresh" }, true,
 			codes.InvalidArgument, data},
@@ -223,9 +227,9 @@ func TestTargetPathsIntoTheTree(t *testing.T) {
 			codes.InvalidArgument, data},
 		{"symlinked parent into the pool", func(t *testing.T, e *env, _, other string) string {
 			return link(t, e, e.data+"/volumes") + "/" + filepath.Base(other)
-		}, true, codes.InvalidArgument, data},
+		}, true, codes.InvalidArgument, symlinked},
 		{"symlink to the extra pool", func(t *testing.T, e *env, _, _ string) string { return link(t, e, e.extra) }, true,
-			codes.InvalidArgument, extra},
+			codes.InvalidArgument, symlinked},
 		{"unpublish only: another volume's directory", func(_ *testing.T, _ *env, _, other string) string { return other }, false,
 			codes.InvalidArgument, data},
 		{"unpublish only: the archive dir", func(_ *testing.T, e *env, _, _ string) string { return e.data + "/archive" }, false,

@@ -9,6 +9,7 @@ import (
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
 	"github.com/dirvol/dirvol/internal/loopdev"
+	"github.com/dirvol/dirvol/internal/mountuse"
 	"github.com/dirvol/dirvol/pkg/catalog"
 	"github.com/dirvol/dirvol/pkg/controller"
 	"github.com/dirvol/dirvol/pkg/identity"
@@ -66,7 +67,10 @@ func build(ctx context.Context, cfg Config, mounter mount.Interface) (*Driver, e
 		logPool(logger, spec, p)
 		pools[spec.Name] = p
 	}
-	vols, err := volume.New(cat, pools, defaultPool, cfg.DefaultVolumeBytes, time.Now)
+	// Delete asks the kernel whether the node service still has the
+	// volume mounted; the two services share no state.
+	inUse := mountuse.New(mounter, loopdev.New())
+	vols, err := volume.New(cat, pools, defaultPool, cfg.DefaultVolumeBytes, time.Now, volume.WithUseChecker(inUse))
 	if err != nil {
 		return nil, err
 	}
@@ -74,7 +78,7 @@ func build(ctx context.Context, cfg Config, mounter mount.Interface) (*Driver, e
 	if err != nil {
 		return nil, err
 	}
-	nodeSrv, err := node.New(node.Config{NodeID: cfg.NodeID, MaxVolumes: cfg.MaxVolumes}, vols, mounter)
+	nodeSrv, err := node.New(node.Config{NodeID: cfg.NodeID, MaxVolumes: cfg.MaxVolumes, Protected: []string{cfg.DataDir}}, vols, mounter)
 	if err != nil {
 		return nil, err
 	}
