@@ -30,6 +30,7 @@ const (
 	EtcdVersion        = "v3.6.16"
 	ProvisionerVersion = "v6.3.0"
 	SnapshotterVersion = "v8.7.0"
+	ResizerVersion     = "v2.3.0"
 )
 
 // Binary names, as the harness looks them up in a Set.
@@ -41,6 +42,7 @@ const (
 	CSIProvisioner        = "csi-provisioner"
 	CSISnapshotter        = "csi-snapshotter"
 	SnapshotController    = "snapshot-controller"
+	CSIResizer            = "csi-resizer"
 )
 
 // component is one binary: the build module it comes from, its main
@@ -72,6 +74,7 @@ var components = []component{
 	{CSIProvisioner, "external-provisioner", "github.com/kubernetes-csi/external-provisioner/v6/cmd/csi-provisioner", "-X main.version=" + ProvisionerVersion},
 	{CSISnapshotter, "external-snapshotter", "github.com/kubernetes-csi/external-snapshotter/v8/cmd/csi-snapshotter", "-X main.version=" + SnapshotterVersion},
 	{SnapshotController, "external-snapshotter", "github.com/kubernetes-csi/external-snapshotter/v8/cmd/snapshot-controller", "-X main.version=" + SnapshotterVersion},
+	{CSIResizer, "external-resizer", "github.com/kubernetes-csi/external-resizer/v2/cmd/csi-resizer", "-X main.version=" + ResizerVersion},
 }
 
 // Set maps a binary name to its path.
@@ -112,8 +115,8 @@ func Key(buildRoot string) (string, error) {
 			h.Write(b)
 		}
 	}
-	return fmt.Sprintf("k8s-%s_etcd-%s_prov-%s_snap-%s_%s", KubernetesVersion, EtcdVersion,
-		ProvisionerVersion, SnapshotterVersion, hex.EncodeToString(h.Sum(nil))[:12]), nil
+	return fmt.Sprintf("k8s-%s_etcd-%s_prov-%s_snap-%s_resizer-%s_%s", KubernetesVersion, EtcdVersion,
+		ProvisionerVersion, SnapshotterVersion, ResizerVersion, hex.EncodeToString(h.Sum(nil))[:12]), nil
 }
 
 // Ensure returns the binaries, building those not yet in
