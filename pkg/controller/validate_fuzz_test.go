@@ -297,6 +297,8 @@ func FuzzValidateListVolumes(f *testing.F) {
 func FuzzParseParameters(f *testing.F) {
 	f.Add("pool", "fast", "onDelete", "Archive")
 	f.Add("mode", "0750", "uid", "1000")
+	f.Add("mode", "2770", "gid", "1000")
+	f.Add("mode", "17777", "uid", "0")
 	f.Add("gid", "2147483648", "mode", "01777")
 	f.Add(paramPVCNamespace, "../x", paramPVCName, "a/b")
 	f.Add(paramPVName, strings.Repeat("a", 2048), "size", "1Gi")
@@ -317,7 +319,7 @@ func FuzzParseParameters(f *testing.F) {
 			}
 		}
 		switch {
-		case p.perm.Mode > 0o777:
+		case p.perm.Mode > 0o7777:
 			t.Fatalf("accepted mode %o", p.perm.Mode)
 		case p.perm.UID < -1 || p.perm.GID < -1:
 			t.Fatalf("accepted uid %d gid %d", p.perm.UID, p.perm.GID)
