@@ -17,6 +17,7 @@ import (
 //	                           expanded or snapshotted while it is copied
 //	DeleteVolume               volume ID
 //	ControllerExpandVolume     volume ID
+//	ControllerModifyVolume     volume ID
 //	CreateSnapshot             snapshot name, then the source volume's ID
 //	DeleteSnapshot             snapshot ID
 //

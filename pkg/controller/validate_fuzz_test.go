@@ -105,6 +105,8 @@ func FuzzValidateCreateVolume(f *testing.F) {
 			VolumeContentSource: &csi.VolumeContentSource{Type: &csi.VolumeContentSource_Volume{Volume: &csi.VolumeContentSource_VolumeSource{}}}},
 		{Name: "pv-1", VolumeCapabilities: []*csi.VolumeCapability{mountCap(csi.VolumeCapability_AccessMode_SINGLE_NODE_WRITER)},
 			MutableParameters: map[string]string{"iops": "100"}},
+		{Name: "pv-1", VolumeCapabilities: []*csi.VolumeCapability{mountCap(csi.VolumeCapability_AccessMode_SINGLE_NODE_WRITER)},
+			MutableParameters: map[string]string{"onDelete": "archive"}},
 	}
 	for _, s := range hostileStrings {
 		seeds = append(seeds, createReq(s, nil))
@@ -121,8 +123,10 @@ func FuzzValidateCreateVolume(f *testing.F) {
 			if src := r.GetVolumeContentSource(); src != nil && src.GetSnapshot().GetSnapshotId() == "" && src.GetVolume().GetVolumeId() == "" {
 				t.Fatalf("accepted content source %v without an ID", src)
 			}
-			if len(r.GetMutableParameters()) > 0 {
-				t.Fatalf("accepted mutable_parameters %v", r.GetMutableParameters())
+			for k := range r.GetMutableParameters() {
+				if k != paramOnDelete && k != paramPVCName && k != paramPVCNamespace && k != paramPVName {
+					t.Fatalf("accepted mutable parameter %q", k)
+				}
 			}
 		}, seeds...)
 }

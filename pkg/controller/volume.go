@@ -28,6 +28,12 @@ func (s *Server) CreateVolume(ctx context.Context, req *csi.CreateVolumeRequest)
 	if err != nil {
 		return nil, invalid("%v", err)
 	}
+	// The VolumeAttributesClass of the claim, if any, has the last word on
+	// what it sets (checked by validateCreateVolume).
+	mutable, _ := parseMutableParameters(req.GetMutableParameters())
+	if mutable.onDelete != "" {
+		params.onDelete = mutable.onDelete
+	}
 	block, _ := capability.Block(req.GetVolumeCapabilities()) // checked by validateCreateVolume
 	snapID := req.GetVolumeContentSource().GetSnapshot().GetSnapshotId()
 	srcVolID := req.GetVolumeContentSource().GetVolume().GetVolumeId()
@@ -135,6 +141,9 @@ func (s *Server) ValidateVolumeCapabilities(ctx context.Context, req *csi.Valida
 			"volume %s is a %s volume; it cannot be used with %s access", v.ID, accessName(v.Block), accessName(block))}, nil
 	}
 	if _, err := parseParameters(req.GetParameters()); err != nil {
+		return &csi.ValidateVolumeCapabilitiesResponse{Message: err.Error()}, nil
+	}
+	if _, err := parseMutableParameters(req.GetMutableParameters()); err != nil {
 		return &csi.ValidateVolumeCapabilitiesResponse{Message: err.Error()}, nil
 	}
 	return &csi.ValidateVolumeCapabilitiesResponse{Confirmed: &csi.ValidateVolumeCapabilitiesResponse_Confirmed{

@@ -61,7 +61,10 @@ func TestValidateCreateVolume(t *testing.T) {
 			r.VolumeContentSource = &csi.VolumeContentSource{Type: &csi.VolumeContentSource_Volume{}}
 		}, codes.InvalidArgument},
 		{"empty content source", func(r *csi.CreateVolumeRequest) { r.VolumeContentSource = &csi.VolumeContentSource{} }, codes.InvalidArgument},
-		{"mutable parameters", func(r *csi.CreateVolumeRequest) { r.MutableParameters = map[string]string{"a": "b"} }, codes.InvalidArgument},
+		{"unknown mutable parameter", func(r *csi.CreateVolumeRequest) { r.MutableParameters = map[string]string{"a": "b"} }, codes.InvalidArgument},
+		{"mutable onDelete", func(r *csi.CreateVolumeRequest) { r.MutableParameters = map[string]string{"onDelete": "archive"} }, codes.OK},
+		{"bad mutable onDelete", func(r *csi.CreateVolumeRequest) { r.MutableParameters = map[string]string{"onDelete": "shred"} }, codes.InvalidArgument},
+		{"mutable pool", func(r *csi.CreateVolumeRequest) { r.MutableParameters = map[string]string{"pool": "fast"} }, codes.InvalidArgument},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
