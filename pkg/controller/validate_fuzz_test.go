@@ -367,3 +367,29 @@ func FuzzParseSnapshotParameters(f *testing.F) {
 		}
 	})
 }
+
+func FuzzValidateControllerModifyVolume(f *testing.F) {
+	seeds := volumeIDSeeds(func(id string) *csi.ControllerModifyVolumeRequest {
+		return modifyReq(id, map[string]string{"onDelete": "archive"})
+	})
+	seeds = append(seeds,
+		modifyReq(unknownVolID, map[string]string{"pool": "fast", "mode": "0700"}),
+		modifyReq(unknownVolID, map[string]string{"onDelete": "Retain", paramPVName: "pv-1"}),
+		modifyReq(unknownVolID, map[string]string{"onDelete": "archive\x00"}))
+	fuzzRequest(f, func() *csi.ControllerModifyVolumeRequest { return new(csi.ControllerModifyVolumeRequest) },
+		validateControllerModifyVolume,
+		func(t *testing.T, r *csi.ControllerModifyVolumeRequest) {
+			idSet(t, "volume_id", r.GetVolumeId())
+			for k, v := range r.GetMutableParameters() {
+				switch k {
+				case paramOnDelete:
+					if p := strings.ToLower(v); p != "delete" && p != "retain" && p != "archive" {
+						t.Fatalf("accepted onDelete %q", v)
+					}
+				case paramPVCName, paramPVCNamespace, paramPVName:
+				default:
+					t.Fatalf("accepted mutable parameter %q", k)
+				}
+			}
+		}, seeds...)
+}

@@ -94,6 +94,10 @@ func TestVolumeIDs(t *testing.T) {
 			_, err := e.ctrl.ControllerGetVolume(ctx, &csi.ControllerGetVolumeRequest{VolumeId: id})
 			return err
 		}},
+		{"ControllerModifyVolume", func(id string) error {
+			_, err := e.ctrl.ControllerModifyVolume(ctx, &csi.ControllerModifyVolumeRequest{VolumeId: id, MutableParameters: map[string]string{"onDelete": "archive"}})
+			return err
+		}},
 		{"ControllerGetVolumeHealth", func(id string) error {
 			_, err := e.ctrl.ControllerGetVolumeHealth(ctx, &csi.ControllerGetVolumeHealthRequest{VolumeId: id})
 			return err
