@@ -110,13 +110,3 @@ func (s *Server) unpublishEphemeral(ctx context.Context, req *csi.NodeUnpublishV
 	klog.FromContext(ctx).V(2).Info("Inline volume unpublished and deleted", "handle", handle, "volumeID", v.ID, "targetPath", target)
 	return resp, nil
 }
-
-// ephemeralOf returns the inline volume the kubelet knows as id, if id is
-// such a handle and the volume is recorded.
-func (s *Server) ephemeralOf(id string) (volume.Volume, bool) {
-	if !ephemeralHandle.MatchString(id) || !s.vols.Ready() {
-		return volume.Volume{}, false
-	}
-	v, err := s.vols.EphemeralByName(id)
-	return v, err == nil
-}

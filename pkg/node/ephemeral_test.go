@@ -91,6 +91,14 @@ func TestEphemeralLifecycle(t *testing.T) {
 	if p := e.promised(t); p != 16<<20 {
 		t.Errorf("pool promises %d bytes, want the inline volume's 16Mi counted", p)
 	}
+	// The kubelet measures it by its own handle.
+	stats, err := e.srv.NodeGetVolumeStats(context.Background(), &csi.NodeGetVolumeStatsRequest{VolumeId: handle, VolumePath: target})
+	if err != nil {
+		t.Fatalf("NodeGetVolumeStats(%s): %v", handle, err)
+	}
+	if len(stats.GetUsage()) == 0 {
+		t.Errorf("NodeGetVolumeStats(%s) reports no usage", handle)
+	}
 	// The kubelet publishes again after a restart of its own: same volume.
 	e.publish(t, req)
 	if again, _ := e.vols.EphemeralByName(handle); again.ID != v.ID {

@@ -128,7 +128,7 @@ func FuzzValidateNodeGetVolumeStats(f *testing.F) {
 	f.Fuzz(func(t *testing.T, id, path string) {
 		err := validateNodeGetVolumeStats(&csi.NodeGetVolumeStatsRequest{VolumeId: id, VolumePath: path})
 		wantValidatorResult(t, err)
-		if err == nil && (path == "" || !volume.ValidID(id)) {
+		if err == nil && (path == "" || (!volume.ValidID(id) && !ephemeralHandle.MatchString(id))) {
 			t.Fatalf("volume_id %q, volume_path %q accepted", id, path)
 		}
 	})

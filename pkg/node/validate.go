@@ -76,6 +76,9 @@ func validateNodeGetVolumeStats(req *csi.NodeGetVolumeStatsRequest) error {
 	if req.GetVolumePath() == "" {
 		return invalid("volume_path is required")
 	}
+	if ephemeralHandle.MatchString(req.GetVolumeId()) {
+		return nil // an inline volume's, looked up by name
+	}
 	return checkID(req.GetVolumeId())
 }
 

@@ -74,3 +74,13 @@ func parseEphemeralAttributes(in map[string]string) (ephemeralAttributes, error)
 	}
 	return a, nil
 }
+
+// ephemeralOf returns the inline volume the kubelet knows as id, if id is
+// such a handle and the volume is recorded.
+func (s *Server) ephemeralOf(id string) (volume.Volume, bool) {
+	if !ephemeralHandle.MatchString(id) || !s.vols.Ready() {
+		return volume.Volume{}, false
+	}
+	v, err := s.vols.EphemeralByName(id)
+	return v, err == nil
+}
