@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -349,7 +350,9 @@ func readDirFD(fd int) ([]string, error) {
 	}
 	f := os.NewFile(uintptr(dup), "view")
 	defer f.Close()
-	return f.Readdirnames(-1)
+	names, err := f.Readdirnames(-1)
+	slices.Sort(names)
+	return names, err
 }
 
 // linkTarget returns the volume ID that link name in dir points to in the
