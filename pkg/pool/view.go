@@ -227,6 +227,44 @@ func (v *View) Remove(e ViewEntry) error {
 	return v.prune(e.Namespace, e.Claim)
 }
 
+// PruneEmpty removes the claim and namespace directories of the view that
+// hold nothing, as a stop between an entry's removal and its directories'
+// can leave.
+func (v *View) PruneEmpty() error {
+	top, err := openDirAt(unix.AT_FDCWD, filepath.Join(v.root, ViewDir))
+	if errors.Is(err, unix.ENOENT) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	defer unix.Close(top)
+	namespaces, err := readDirFD(top)
+	if err != nil {
+		return err
+	}
+	for _, ns := range namespaces {
+		nsfd, err := openDirAt(top, ns)
+		if err != nil {
+			continue // not a directory: Entries reports it
+		}
+		claims, err := readDirFD(nsfd)
+		for _, claim := range claims {
+			if err == nil {
+				err = rmdirIfEmpty(nsfd, claim)
+			}
+		}
+		unix.Close(nsfd)
+		if err != nil {
+			return err
+		}
+		if err := rmdirIfEmpty(top, ns); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // prune removes the directories of claim and then namespace when empty.
 func (v *View) prune(namespace, claim string) error {
 	top, err := openDirAt(unix.AT_FDCWD, filepath.Join(v.root, ViewDir))

@@ -116,5 +116,8 @@ func (m *Manager) repairView(ctx context.Context, p pool.Pool) viewRepair {
 		}
 		r.added++
 	}
+	if err := view.PruneEmpty(); err != nil {
+		logger.Error(err, "Cannot remove empty directories of the claim view")
+	}
 	return r
 }

@@ -203,6 +203,10 @@ func TestViewRepairedAtStart(t *testing.T) {
 	symlink(t, "../../../volumes/"+kept.ID, filepath.Join(view, "ns/kept", kept.ID))
 	symlink(t, e.outside, filepath.Join(view, "planted"))
 	writeFile(t, filepath.Join(view, "ns/kept/README"), "an operator's note")
+	// A stop between an entry's removal and its directories'.
+	if err := os.MkdirAll(filepath.Join(view, "emptied/claim"), 0o755); err != nil {
+		t.Fatal(err)
+	}
 	outside := tree(t, e.outside)
 
 	m = e.recovered(t)
