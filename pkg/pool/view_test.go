@@ -2,6 +2,7 @@ package pool
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -304,5 +305,45 @@ func TestViewRemove(t *testing.T) {
 	}
 	if got := readVia(t, d, "volumes/"+viewID1); got != viewID1 {
 		t.Error("Remove touched the volume")
+	}
+}
+
+// Links and unlinks of different volumes of one claim, concurrently, as
+// creates and deletes of a claim's volumes may run: an Unlink that empties
+// the claim's directory must not make a concurrent Link fail or vanish.
+func TestViewConcurrent(t *testing.T) {
+	d, _ := viewPool(t)
+	v := NewView(d.Root())
+	const workers, rounds = 6, 40
+	errs := make(chan error, workers)
+	for w := range workers {
+		go func() {
+			id := fmt.Sprintf("vol-%032x", 100+w)
+			c := Claim{Namespace: "ns", Name: "claim", PV: fmt.Sprintf("pv-%d", w)}
+			for range rounds {
+				p, err := v.Link(id, c)
+				if err == nil {
+					if _, err = os.Readlink(p); err != nil {
+						err = fmt.Errorf("entry %s gone right after Link: %w", p, err)
+					}
+				}
+				if err == nil {
+					err = v.Unlink(id, c)
+				}
+				if err != nil {
+					errs <- err
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range workers {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+	if _, err := os.Lstat(filepath.Join(d.Root(), "by-pvc/ns")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("view not empty after every Unlink: %v", err)
 	}
 }
