@@ -82,10 +82,22 @@ func (m *Manager) repairView(ctx context.Context, p pool.Pool) viewRepair {
 		logger.Error(err, "Cannot read the pool's claim view; it is not repaired at this start")
 		return r
 	}
+	// An entry belongs when it is a link in its volume's claim directory
+	// named after the volume's PV or ID; of two such, the one named after
+	// the PV is kept.
+	belongs := func(e pool.ViewEntry) (Volume, bool) {
+		v, ok := want[e.VolumeID]
+		return v, ok && e.Link && e.Namespace == v.PVCNamespace && e.Claim == v.PVCName && (e.Name == v.PVName || e.Name == v.ID)
+	}
+	pvNamed := make(map[string]bool)
+	for _, e := range entries {
+		if v, ok := belongs(e); ok && e.Name == v.PVName {
+			pvNamed[v.ID] = true
+		}
+	}
 	have := make(map[string]bool, len(entries))
 	for _, e := range entries {
-		if v, ok := want[e.VolumeID]; ok && !have[v.ID] && e.Link && e.Namespace == v.PVCNamespace &&
-			e.Claim == v.PVCName && (e.Name == v.PVName || e.Name == v.ID) {
+		if v, ok := belongs(e); ok && !have[v.ID] && (e.Name == v.PVName || !pvNamed[v.ID]) {
 			have[v.ID] = true
 			r.kept++
 			continue

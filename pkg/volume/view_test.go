@@ -201,6 +201,10 @@ func TestViewRepairedAtStart(t *testing.T) {
 	symlink(t, "../../../volumes/"+id(999), filepath.Join(view, "gone/claim/pv"))
 	symlink(t, "../../../volumes/"+kept.ID, filepath.Join(view, "ns/wrong/pv-kept"))
 	symlink(t, "../../../volumes/"+kept.ID, filepath.Join(view, "ns/kept", kept.ID))
+	// An entry named after the ID of a volume whose PV name sorts after it
+	// ("x" > "vol-..."): the one named after the PV is kept.
+	late := mustCreate(t, m, claimRequest("ns", "late", "x", OnDeleteDelete))
+	symlink(t, "../../../volumes/"+late.ID, filepath.Join(view, "ns/late", late.ID))
 	symlink(t, e.outside, filepath.Join(view, "planted"))
 	writeFile(t, filepath.Join(view, "ns/kept/README"), "an operator's note")
 	// A stop between an entry's removal and its directories'.
@@ -210,12 +214,12 @@ func TestViewRepairedAtStart(t *testing.T) {
 	outside := tree(t, e.outside)
 
 	m = e.recovered(t)
-	want := wantView(kept, lost)
+	want := wantView(kept, lost, late)
 	want["ns/kept/README"] = "file"
 	sameView(t, "after recovery", e.view(t, "default"), want)
 	sameTree(t, "outside", outside, tree(t, e.outside))
-	if n := len(m.List()); n != 2 {
-		t.Errorf("%d volumes listed, want 2", n)
+	if n := len(m.List()); n != 3 {
+		t.Errorf("%d volumes listed, want 3", n)
 	}
 }
 
