@@ -68,6 +68,7 @@ bench: ## Print figures: volume create/delete at 0, 1k, 10k volumes (dir pool on
 	@tmp="$${TMPDIR:-/tmp}"; echo "bench: temp dir $$tmp is on $$(stat -f -c %T "$$tmp")"
 	go test -run '^$$' -bench . -benchtime 200x -timeout 30m ./pkg/volume/
 	go test -run '^$$' -bench Snapshot -benchtime 3x -timeout 30m ./pkg/pool/
+	go test -run '^$$' -bench View -timeout 30m ./pkg/pool/
 	go test -run '^$$' -bench . -benchtime 3x -timeout 30m ./test/bench/
 
 .PHONY: lint

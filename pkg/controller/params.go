@@ -101,6 +101,10 @@ func parseParameters(in map[string]string) (parameters, error) {
 			p.pvcName, err = v, checkName(v, dns1123Subdomain, "a Kubernetes object name")
 		case paramPVName:
 			p.pvName, err = v, checkName(v, dns1123Subdomain, "a Kubernetes object name")
+		case "pathTemplate", "pathPattern":
+			// Data is never placed at a path made from a request: the
+			// claim view names it instead (see pool.ViewDir).
+			err = errors.New("volumes are not placed by name; remove it and find a claim's data at <pool>/by-pvc/<namespace>/<claim>/<pv-name> on the node")
 		default:
 			err = fmt.Errorf("unknown parameter (known: %s)", strings.Join(sortedKnown(), ", "))
 		}

@@ -129,6 +129,10 @@ func (m *Manager) Create(ctx context.Context, req CreateRequest) (Volume, error)
 	if err := p.Create(v.ID, spec); err != nil {
 		return Volume{}, m.rollbackCreate(ctx, p, v, fmt.Errorf("make volume %s in pool %q: %w", v.ID, v.Pool, poolErr(err)))
 	}
+	// Before the record says ready, so that a volume CreateVolume returned
+	// has its entry; a crash from here on leaves an entry recovery removes
+	// with the unfinished volume.
+	linkView(ctx, p, v)
 	v.State = catalog.StateReady
 	if err := m.cat.Put(v); err != nil {
 		return Volume{}, m.rollbackCreate(ctx, p, v, err)
@@ -254,7 +258,7 @@ func (m *Manager) rollbackStale(ctx context.Context, v Volume) error {
 	if !ok {
 		return fmt.Errorf("volume %q (%s) was left half-made: %w", v.Name, v.ID, poolGone("it", v.Pool))
 	}
-	if err := m.rollbackUnfinished(p, v); err != nil {
+	if err := m.rollbackUnfinished(ctx, p, v); err != nil {
 		return fmt.Errorf("volume %q: an earlier attempt failed and what it left cannot be removed yet; retry once pool %q accepts writes: %w",
 			v.Name, v.Pool, poolErr(err))
 	}
@@ -267,6 +271,7 @@ func (m *Manager) rollbackStale(ctx context.Context, v Volume) error {
 // same name (rollbackStale) or the next start finishes the job.
 func (m *Manager) rollbackCreate(ctx context.Context, p pool.Pool, v Volume, cause error) error {
 	logger := klog.FromContext(ctx)
+	unlinkView(ctx, p, v)
 	if err := p.Remove(v.ID); err != nil {
 		logger.Error(err, "Cannot roll back a failed create; a retry of the same name or the next start finishes it", "volumeID", v.ID)
 		return cause

@@ -122,6 +122,9 @@ func (m *Manager) finishDelete(ctx context.Context, v Volume) error {
 	if err != nil {
 		return err
 	}
+	// The entry goes first, so that it never points to data being removed
+	// or moved; a retained or archived volume is no longer the claim's.
+	unlinkView(ctx, p, v)
 	switch OnDelete(v.OnDelete) {
 	case OnDeleteRetain:
 		err = p.Retain(v.ID, pool.RetainNote{

@@ -19,7 +19,8 @@ import (
 //   - a snapshot left "creating" was never returned: its directory and
 //     record are removed; one left "deleting" has its removal finished;
 //   - a directory under volumes/ or snapshots/ that no record owns is
-//     reported as an orphan (log and Orphans), never deleted.
+//     reported as an orphan (log and Orphans), never deleted;
+//   - each pool's claim view is made to match the catalog (repairView).
 func (m *Manager) Recover(ctx context.Context) error {
 	logger := klog.FromContext(ctx)
 	problems, err := m.cat.Load()
@@ -65,7 +66,7 @@ func (m *Manager) Recover(ctx context.Context) error {
 		}
 		switch v.State {
 		case catalog.StateCreating:
-			if err := m.rollbackUnfinished(p, v); err != nil {
+			if err := m.rollbackUnfinished(ctx, p, v); err != nil {
 				// One stuck volume must not keep the whole node from
 				// serving: the record stays "creating", so the volume is
 				// not listed and the next start tries again.
@@ -92,8 +93,11 @@ func (m *Manager) Recover(ctx context.Context) error {
 	}
 	snaps := m.recoverSnapshots(ctx)
 	var orphans []Orphan
+	var view viewRepair
 	for _, name := range m.PoolNames() {
 		p := m.pools[name]
+		r := m.repairView(ctx, p)
+		view.kept, view.added, view.removed, view.blocked = view.kept+r.kept, view.added+r.added, view.removed+r.removed, view.blocked+r.blocked
 		if err := p.PurgeTrash(); err != nil {
 			logger.Error(err, "Cannot finish removals left in the pool's trash", "pool", name)
 		}
@@ -123,12 +127,14 @@ func (m *Manager) Recover(ctx context.Context) error {
 	m.ready.Store(true)
 	logger.Info("Volume catalog recovered", "volumes", ready, "catalogProblems", len(problems), "rolledBackCreates", rolledBack,
 		"finishedDeletes", finished, "stuckOperations", stuck+snaps.stuck, "orphanDirectories", len(orphans),
-		"snapshots", snaps.ready, "rolledBackSnapshots", snaps.rolledBack, "finishedSnapshotDeletes", snaps.finished)
+		"snapshots", snaps.ready, "rolledBackSnapshots", snaps.rolledBack, "finishedSnapshotDeletes", snaps.finished,
+		"claimViewEntries", view.kept+view.added, "claimViewAdded", view.added, "claimViewRemoved", view.removed, "claimViewBlocked", view.blocked)
 	return nil
 }
 
 // rollbackUnfinished removes a volume that was never returned to the CO.
-func (m *Manager) rollbackUnfinished(p pool.Pool, v Volume) error {
+func (m *Manager) rollbackUnfinished(ctx context.Context, p pool.Pool, v Volume) error {
+	unlinkView(ctx, p, v)
 	if err := p.Remove(v.ID); err != nil {
 		return fmt.Errorf("roll back unfinished create of %s: %w", v.ID, err)
 	}

@@ -37,11 +37,36 @@ const (
 // then onDelete=retain, then onDelete=archive.
 var policies = []string{"delete", "retain", "archive"}
 
-func parametersFor(policy string) map[string]string {
-	if policy == "delete" {
+// claimNames is how many claim names each worker's namespace cycles
+// through, so that claims are made again under the name of one whose
+// volume is still live or retained, as a PVC recreated while its old
+// PersistentVolume is kept.
+const claimNames = 3
+
+// parameters are what the provisioner sends for v: its reclaim policy
+// (none for onDelete=delete) and, with --extra-create-metadata, its claim.
+func (v *vol) parameters() map[string]string {
+	p := map[string]string{}
+	if v.policy != "delete" {
+		p["onDelete"] = v.policy
+	}
+	if v.namespace != "" {
+		p["csi.storage.k8s.io/pvc/namespace"] = v.namespace
+		p["csi.storage.k8s.io/pvc/name"] = v.claim
+		p["csi.storage.k8s.io/pv/name"] = v.name
+	}
+	if len(p) == 0 {
 		return nil
 	}
-	return map[string]string{"onDelete": policy}
+	return p
+}
+
+// archivePrefix is how an archive of v is named, up to its time stamp.
+func (v *vol) archivePrefix() string {
+	if v.namespace != "" {
+		return v.namespace + "_" + v.claim + "_" + v.name + "_"
+	}
+	return v.name + "_"
 }
 
 // volState is what the test knows about a volume.
@@ -62,9 +87,11 @@ const (
 // uncertain and no record of it has been seen.
 type vol struct {
 	name, policy string
-	owner        int
-	id           string
-	state        volState
+	// namespace and claim are the PVC v is made for; empty for none.
+	namespace, claim string
+	owner            int
+	id               string
+	state            volState
 	// from is the snapshot a restored volume is made from.
 	from *snap
 	// modifyTo is the policy of a ControllerModifyVolume cut off by a
@@ -97,9 +124,11 @@ func (m *model) newVol(w, round int) *vol {
 	defer m.mu.Unlock()
 	m.seq++
 	v := &vol{
-		name:   fmt.Sprintf("crash-r%d-w%d-%d", round, w, m.seq),
-		policy: policies[m.seq%len(policies)],
-		owner:  w,
+		name:      fmt.Sprintf("crash-r%d-w%d-%d", round, w, m.seq),
+		policy:    policies[m.seq%len(policies)],
+		owner:     w,
+		namespace: fmt.Sprintf("ns-%d", w),
+		claim:     fmt.Sprintf("claim-%d", m.seq%claimNames),
 	}
 	m.vols = append(m.vols, v)
 	m.stats.creates++
@@ -230,7 +259,7 @@ func createRequest(v *vol) *csi.CreateVolumeRequest {
 			AccessType: &csi.VolumeCapability_Mount{Mount: &csi.VolumeCapability_MountVolume{}},
 			AccessMode: &csi.VolumeCapability_AccessMode{Mode: csi.VolumeCapability_AccessMode_SINGLE_NODE_WRITER},
 		}},
-		Parameters: parametersFor(v.policy),
+		Parameters: v.parameters(),
 	}
 }
 
@@ -327,6 +356,7 @@ func TestCrashRecovery(t *testing.T) {
 		burst(t, h, m, round, seed, delay)
 		h.start()
 		checkInvariants(t, h, m)
+		checkView(t, h)
 		checkSnapshots(t, h, m)
 		resolveUncertain(t, h, m)
 		resolveUncertainSnapshots(t, h, m)
@@ -355,6 +385,7 @@ func TestCrashRecovery(t *testing.T) {
 	// the data dir, now holding every volume the rounds left, must be
 	// refused to a second driver.
 	checkInvariants(t, h, m)
+	checkView(t, h)
 	checkSnapshots(t, h, m)
 	h.checkDataDirLock()
 	s := m.snapshotStats()
