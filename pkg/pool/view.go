@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 
 	"golang.org/x/sys/unix"
 )
@@ -62,11 +63,15 @@ func (e ViewEntry) Path() string {
 	return filepath.Join(ViewDir, e.Namespace, e.Claim, e.Name)
 }
 
-// View makes, removes and lists the entries of a pool's claim view. It does
-// not lock: callers make and remove one volume's entries under that
-// volume's own lock, and list and repair the view only before serving.
+// View makes, removes and lists the entries of a pool's claim view. Link
+// and Unlink of different volumes may share a claim's directory, which
+// Unlink removes when it empties it: mu keeps a Link from making its entry
+// in a directory an Unlink is removing. It is held only for a few
+// directory operations, never across a volume's data. Entries, Remove
+// and PruneEmpty run only before serving.
 type View struct {
 	root string
+	mu   sync.Mutex
 }
 
 // NewView returns the view of the pool rooted at root.
@@ -83,16 +88,9 @@ func (v *View) Link(id string, c Claim) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	// A concurrent Unlink of another volume of the same claim may remove
-	// the claim's directory between its creation here and the link: try
-	// again in a fresh directory.
-	for range 3 {
-		p, err := v.link(id, c, names)
-		if !errors.Is(err, unix.ENOENT) {
-			return p, err
-		}
-	}
-	return "", fmt.Errorf("link %s in %s: its directory kept disappearing: %w", id, v.claimPath(c), unix.ENOENT)
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.link(id, c, names)
 }
 
 func (v *View) link(id string, c Claim, names []string) (string, error) {
@@ -121,6 +119,8 @@ func (v *View) Unlink(id string, c Claim) error {
 	if err != nil {
 		return err
 	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
 	dir, err := v.openClaim(c, false)
 	if errors.Is(err, unix.ENOENT) || errors.Is(err, ErrViewBlocked) {
 		return nil
