@@ -17,7 +17,8 @@ const (
 	// notRun are the specs no run selects: [Disruptive] ones restart the
 	// kubelet or stop the node, [Serial] ones need the cluster to
 	// themselves, and [Feature:...] ones need a feature dirvol lacks
-	// (VolumeSnapshotDataSource has a run of its own).
+	// (VolumeSnapshotDataSource and VolumeAttributesClass have runs of
+	// their own).
 	notRun = `\[Disruptive\]|\[Serial\]|\[Feature:`
 	// preprovisionedSnapshots are the specs that import a snapshot with a
 	// VolumeSnapshotContent made by hand. deploy/ runs csi-snapshotter on
@@ -36,6 +37,7 @@ var plans = map[string][]suiteRun{
 	"full": {
 		{Name: "storage", Focus: external, Skip: notRun},
 		{Name: "snapshots", Focus: external + `.*\[Feature:VolumeSnapshotDataSource\]`, Skip: `\[Disruptive\]|\[Serial\]|` + preprovisionedSnapshots},
+		{Name: "modify", Focus: external + `.*\[Feature:VolumeAttributesClass\]`, Skip: `\[Disruptive\]|\[Serial\]`},
 	},
 	// What CI runs: the full plan without the specs that repeat what
 	// others already cover, at a cost: generic ephemeral volumes (the same
@@ -48,5 +50,6 @@ var plans = map[string][]suiteRun{
 	"ci": {
 		{Name: "storage", Focus: external, Skip: notRun + `|Generic Ephemeral-volume|fsgroupchangepolicy|subPath should .*\[Slow\]|in parallel \[Slow\]`},
 		{Name: "snapshots", Focus: external + `.*\[Feature:VolumeSnapshotDataSource\]`, Skip: `\[Disruptive\]|\[Serial\]|` + preprovisionedSnapshots},
+		{Name: "modify", Focus: external + `.*\[Feature:VolumeAttributesClass\]`, Skip: `\[Disruptive\]|\[Serial\]`},
 	},
 }
