@@ -41,6 +41,11 @@ const (
 	// EnvProcs is how many Ginkgo processes run specs at once (default
 	// 3: the specs mostly wait for pods).
 	EnvProcs = "E2E_CONFORMANCE_PROCS"
+	// EnvRuns, a comma-separated list of run names, runs only those of
+	// the plan; EnvFocus replaces their focus (to check a few specs
+	// again).
+	EnvRuns  = "E2E_CONFORMANCE_RUNS"
+	EnvFocus = "E2E_CONFORMANCE_FOCUS"
 )
 
 var (

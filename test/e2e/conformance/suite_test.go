@@ -5,7 +5,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -62,7 +64,17 @@ func TestExternalStorage(t *testing.T) {
 			f.Close()
 		}
 	}
+	var only []string
+	if v := os.Getenv(EnvRuns); v != "" {
+		only = strings.Split(v, ",")
+	}
 	for _, r := range plan {
+		if only != nil && !slices.Contains(only, r.Name) {
+			continue
+		}
+		if f := os.Getenv(EnvFocus); f != "" {
+			r.Focus = f
+		}
 		skip := r.Skip + hostExec
 		t.Run(r.Name, func(t *testing.T) {
 			logFile := filepath.Join(reportDir, r.Name+".log")
