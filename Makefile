@@ -5,14 +5,16 @@ BIN        := bin/dirvol
 PKG        := ./cmd/driver
 VERSION    ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS    := -s -w -X main.version=$(VERSION)
-IMAGE      ?= dirvol:$(VERSION)
+# Empty: the reference deploy/base/kustomization.yaml gives the driver's image.
+IMAGE      ?=
+IMAGE_TOOL := cd test/e2e && go run ./cmd/dirvol-image -root ../..
 GOLANGCI_LINT_VERSION := v2.15.0
 
 .DEFAULT_GOAL := help
 
 .PHONY: help
 help: ## List the targets.
-	@grep -hE '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-10s %s\n", $$1, $$2}'
+	@grep -hE '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-13s %s\n", $$1, $$2}'
 
 .PHONY: build
 build: ## Build bin/dirvol.
@@ -57,8 +59,16 @@ lint: ## gofmt, go vet and golangci-lint.
 	go run github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION) run ./...
 
 .PHONY: image
-image: ## Build the container image (needs a container engine).
-	docker build --build-arg VERSION=$(VERSION) -t $(IMAGE) .
+image: ## Build bin/dirvol-image.tar, the image deploy/ runs, without a container engine (Debian packages of test/e2e/dirvolimage/debian-packages.lock + the static binary; reproducible); loads it into docker or podman when one runs.
+	$(IMAGE_TOOL) -version '$(VERSION)' -out bin/dirvol-image.tar $(if $(IMAGE),-image '$(IMAGE)')
+
+.PHONY: image-lock
+image-lock: ## Resolve the image's Debian packages again with this host's apt (Debian) and rewrite their lock.
+	$(IMAGE_TOOL) -resolve
+
+.PHONY: image-docker
+image-docker: ## Build the same image from the Dockerfile with docker.
+	docker build --build-arg VERSION=$(VERSION) -t "$(if $(IMAGE),$(IMAGE),$$($(IMAGE_TOOL) -print-reference))" .
 
 # --- Cluster end-to-end tests (test/e2e, a Go module of its own) -------------
 # Without E2E_KUBECONFIG they build etcd, kube-apiserver, kube-controller-manager,
@@ -81,8 +91,13 @@ bench-e2e: ## Print figures: 100 PVCs with pods to all Bound and to all deleted,
 # --- end of cluster end-to-end tests -----------------------------------------
 
 .PHONY: clean
-clean: ## Remove build output.
-	rm -rf bin
+clean: ## Remove build output; while a kind cluster of `make kind-up` exists, its kubeconfig (bin/kind) and kind (bin/tools) stay.
+	@if [ -f bin/kind/kubeconfig ]; then \
+		find bin -mindepth 1 -maxdepth 1 ! -name kind ! -name tools -exec rm -rf {} +; \
+		echo "clean: kept bin/kind and bin/tools: bin/kind/kubeconfig is the kubeconfig of a kind cluster (make kind-down deletes the cluster, then make clean removes them)"; \
+	else \
+		rm -rf bin; \
+	fi
 
 # kind: a local cluster running deploy/ with an image built from this tree (needs Docker).
 .PHONY: kind-up

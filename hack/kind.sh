@@ -17,7 +17,8 @@
 #   KIND_NODE_IMAGE=           node image (default: the one of the kind release)
 #   KIND_VERSION=v0.33.0       kind release installed into bin/ when kind is not on PATH
 #
-# Needs docker, kubectl and go. The cluster's kubeconfig is also written to
+# Needs docker (kind runs its nodes in it), kubectl, go, and for the image
+# apt-get and dpkg-deb (make image; see README). The cluster's kubeconfig is also written to
 # bin/kind/kubeconfig; kind makes its context the current one in ~/.kube/config.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -74,20 +75,26 @@ create_cluster() {
   "$KIND" "${args[@]}"
 }
 
-# Builds the image and tags it with its own ID, so that an unchanged tree keeps
-# its tag and a changed one rolls the DaemonSet.
+# Builds bin/dirvol-image.tar with `make image`'s recipe (no container
+# engine involved) and loads it into the nodes under the name deploy/ runs
+# (IMAGE_REF) and a second tag made of the image ID (IMAGE_TAG), so that an
+# unchanged tree keeps its tag and a changed one rolls the DaemonSet.
 build_image() {
-  local version id
+  local version id node
   version=$(git describe --tags --always --dirty 2>/dev/null || echo dev)
-  log "building image (version $version)"
-  docker build --build-arg VERSION="$version" -t dirvol:kind . >&2
-  id=$(docker image inspect --format '{{.Id}}' dirvol:kind)
-  id=${id#sha256:}
-  IMAGE_TAG=kind-${id:0:12}
-  docker tag dirvol:kind "dirvol:$IMAGE_TAG"
-  log "loading dirvol:$IMAGE_TAG into the nodes"
-  "$KIND" load docker-image --name "$CLUSTER" "dirvol:$IMAGE_TAG" >&2
+  IMAGE_REF=$(image_tool -print-reference)
+  log "building bin/dirvol-image.tar (version $version)"
+  id=$(image_tool -version "$version" -load=false -out bin/dirvol-image.tar)
+  IMAGE_TAG=kind-${id#sha256:}
+  IMAGE_TAG=${IMAGE_TAG:0:17}
+  log "loading $IMAGE_REF into the nodes, also tagged $IMAGE_TAG"
+  "$KIND" load image-archive --name "$CLUSTER" bin/dirvol-image.tar >&2
+  for node in $("$KIND" get nodes --name "$CLUSTER"); do
+    docker exec "$node" ctr -n k8s.io images tag --force "$IMAGE_REF" "${IMAGE_REF%:*}:$IMAGE_TAG" >/dev/null
+  done
 }
+
+image_tool() { (cd test/e2e && go run ./cmd/dirvol-image -root ../.. "$@"); }
 
 # deploy/overlays/kind with the image just built, and the image pool if asked.
 write_kustomization() {
@@ -103,7 +110,7 @@ write_kustomization() {
       echo "  - ../../deploy/components/image-pool"
     fi
     echo "images:"
-    echo "  - name: dirvol"
+    echo "  - name: ${IMAGE_REF%:*}"
     echo "    newTag: $IMAGE_TAG"
   } >"$file"
 }
@@ -146,7 +153,10 @@ up() {
   k wait --for condition=established --timeout=60s \
     crd/volumesnapshotclasses.snapshot.storage.k8s.io \
     crd/volumesnapshotcontents.snapshot.storage.k8s.io \
-    crd/volumesnapshots.snapshot.storage.k8s.io
+    crd/volumesnapshots.snapshot.storage.k8s.io \
+    crd/volumegroupsnapshotclasses.groupsnapshot.storage.k8s.io \
+    crd/volumegroupsnapshotcontents.groupsnapshot.storage.k8s.io \
+    crd/volumegroupsnapshots.groupsnapshot.storage.k8s.io
 
   # kind's own default class steps aside for dirvol.
   if k get storageclass standard >/dev/null 2>&1; then
@@ -154,7 +164,7 @@ up() {
   fi
 
   write_kustomization
-  log "installing dirvol (deploy/overlays/kind, image dirvol:$IMAGE_TAG, POOL=$POOL)"
+  log "installing dirvol (deploy/overlays/kind, image ${IMAGE_REF%:*}:$IMAGE_TAG, POOL=$POOL)"
   k apply -k "$WORK"
   k -n kube-system rollout status deployment/snapshot-controller --timeout=5m
   k -n dirvol rollout status daemonset/dirvol-node --timeout=5m

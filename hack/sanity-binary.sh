@@ -65,7 +65,7 @@ run() {
       ;;
     *) echo "sanity-binary: unknown pool kind $kind (want dir or btrfs-image)" >&2; cleanup; return 2 ;;
   esac
-  bin/dirvol --endpoint "unix://$work/csi.sock" --data-dir "$work/data" --node-id sanity-node \
+  bin/dirvol --endpoint "unix://$work/csi.sock" --data-dir "$work/data" --node-id sanity-node --kubelet-registration-dir= \
     --max-volumes 100 "${pools[@]}" "${DRIVER_ARGS[@]}" >"$work/dirvol.log" 2>&1 &
   pid=$!
   for _ in $(seq 100); do [[ -S "$work/csi.sock" ]] && break; sleep 0.1; done

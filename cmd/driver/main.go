@@ -4,8 +4,10 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"runtime/debug"
@@ -20,11 +22,12 @@ import (
 var version string
 
 func main() {
-	os.Exit(run())
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
-func run() int {
-	fs := flag.NewFlagSet("dirvol", flag.ExitOnError)
+// run parses args and runs the driver; it returns the exit status.
+func run(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("dirvol", flag.ContinueOnError)
 	klog.InitFlags(fs)
 	cfg := driver.Config{Version: driverVersion()}
 	if host, err := os.Hostname(); err == nil {
@@ -32,9 +35,25 @@ func run() int {
 	}
 	cfg.AddFlags(fs)
 	showVersion := fs.Bool("version", false, "Print the version and exit.")
-	_ = fs.Parse(os.Args[1:]) // ExitOnError: Parse exits on a bad flag
+	// The flag package would print the whole usage (some fifty lines of
+	// klog flags) after a bad value and bury the one line that matters.
+	fs.SetOutput(io.Discard)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fs.SetOutput(stdout)
+			_, _ = fmt.Fprintln(stdout, "Usage of dirvol:")
+			fs.PrintDefaults()
+			return 0
+		}
+		_, _ = fmt.Fprintf(stderr, "dirvol: %v\nRun dirvol --help for the flags.\n", err)
+		return 2
+	}
+	if fs.NArg() > 0 {
+		_, _ = fmt.Fprintf(stderr, "dirvol: unexpected argument %q: dirvol takes flags only\nRun dirvol --help for the flags.\n", fs.Arg(0))
+		return 2
+	}
 	if *showVersion {
-		fmt.Println("dirvol", cfg.Version)
+		_, _ = fmt.Fprintln(stdout, "dirvol", cfg.Version)
 		return 0
 	}
 	defer klog.Flush()

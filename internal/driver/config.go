@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/dirvol/dirvol/pkg/pool"
+	"github.com/dirvol/dirvol/pkg/registration"
 	"github.com/dirvol/dirvol/pkg/server"
 )
 
@@ -22,6 +23,9 @@ const DefaultDriverName = "dirvol.csi.dev"
 type Config struct {
 	// Server holds the gRPC endpoint, HTTP endpoint and shutdown settings.
 	Server server.Config
+	// Registration says where the driver registers itself with the
+	// kubelet; its zero value (no directory) registers nowhere.
+	Registration registration.Config
 	// DriverName is the CSI driver name (GetPluginInfo, CSIDriver object).
 	DriverName string
 	// Version is reported by GetPluginInfo.
@@ -50,6 +54,7 @@ type Config struct {
 // to the caller, which knows the hostname.
 func (c *Config) AddFlags(fs *flag.FlagSet) {
 	c.Server.AddFlags(fs)
+	c.Registration.AddFlags(fs)
 	fs.StringVar(&c.DriverName, "driver-name", DefaultDriverName, "CSI driver name.")
 	fs.StringVar(&c.NodeID, "node-id", c.NodeID, "This node's ID (default: the hostname).")
 	fs.StringVar(&c.DataDir, "data-dir", "/var/lib/dirvol", "Directory for the catalog; also the root of the pool named \"default\" unless --pool gives one.")
@@ -64,6 +69,9 @@ func (c *Config) AddFlags(fs *flag.FlagSet) {
 // Validate reports the first setting that is not usable.
 func (c *Config) Validate() error {
 	if err := c.Server.Validate(); err != nil {
+		return err
+	}
+	if err := c.Registration.Validate(); err != nil {
 		return err
 	}
 	switch {

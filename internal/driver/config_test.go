@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/dirvol/dirvol/pkg/pool"
+	"github.com/dirvol/dirvol/pkg/registration"
 	"github.com/dirvol/dirvol/pkg/server"
 )
 
@@ -34,6 +35,9 @@ func TestConfigValidate(t *testing.T) {
 		{"negative max volumes", func(c *Config) { c.MaxVolumes = -1 }, "--max-volumes"},
 		{"zero default size", func(c *Config) { c.DefaultVolumeBytes = 0 }, "--default-volume-bytes"},
 		{"bad endpoint", func(c *Config) { c.Server.Endpoint = "http://x" }, "endpoint"},
+		{"relative kubelet registration dir", func(c *Config) {
+			c.Registration = registration.Config{Dir: "plugins_registry", CheckInterval: time.Second}
+		}, "--kubelet-registration-dir"},
 		{"pool inside the data dir's volumes", func(c *Config) {
 			c.Pools = pool.Specs{{Name: "x", Path: c.DataDir + "/volumes/x"}}
 		}, "overlap"},

@@ -15,6 +15,7 @@ import (
 	"github.com/dirvol/dirvol/pkg/identity"
 	"github.com/dirvol/dirvol/pkg/node"
 	"github.com/dirvol/dirvol/pkg/pool"
+	"github.com/dirvol/dirvol/pkg/registration"
 	"github.com/dirvol/dirvol/pkg/server"
 	"github.com/dirvol/dirvol/pkg/volume"
 	"github.com/kubernetes-csi/csi-lib-utils/metrics"
@@ -32,6 +33,7 @@ type Driver struct {
 	vols *volume.Manager
 	node *node.Server
 	srv  *server.Server
+	reg  *registration.Server
 }
 
 // New opens the catalog and pools and builds the services. It starts
@@ -82,7 +84,8 @@ func build(ctx context.Context, cfg Config, mounter mount.Interface) (*Driver, e
 	if err != nil {
 		return nil, err
 	}
-	ident := identity.New(cfg.DriverName, cfg.Version, readiness(vols))
+	ready := readiness(vols)
+	ident := identity.New(cfg.DriverName, cfg.Version, ready)
 
 	mm := metrics.NewCSIMetricsManagerForPlugin(cfg.DriverName)
 	mm.GetRegistry().RawMustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
@@ -91,21 +94,27 @@ func build(ctx context.Context, cfg Config, mounter mount.Interface) (*Driver, e
 	}, func() float64 { return float64(len(vols.Orphans())) }))
 	mm.GetRegistry().RawMustRegister(newPoolSizesCollector(vols))
 
-	// /healthz is for liveness: a long recovery must not get the pod
-	// restarted, so it only checks that the pools accept writes.
-	srv, err := server.New(cfg.Server, mm, vols.Writable, ident.SetStopping)
+	// /readyz answers as Probe does; /healthz (liveness) consults neither
+	// recovery nor pools, so neither a long recovery nor a read-only pool
+	// gets the container restarted in the middle of the kubelet's calls.
+	srv, err := server.New(cfg.Server, mm, ready, ident.SetStopping)
 	if err != nil {
 		return nil, err
 	}
 	csi.RegisterIdentityServer(srv, ident)
 	csi.RegisterControllerServer(srv, ctrl)
 	csi.RegisterNodeServer(srv, nodeSrv)
-	return &Driver{cfg: cfg, vols: vols, node: nodeSrv, srv: srv}, nil
+	reg, err := registration.New(cfg.Registration, cfg.DriverName, srv.Listening())
+	if err != nil {
+		return nil, err
+	}
+	mm.GetRegistry().RawMustRegister(reg.Collectors()...)
+	return &Driver{cfg: cfg, vols: vols, node: nodeSrv, srv: srv, reg: reg}, nil
 }
 
-// readiness is what Probe reports: recovery done, every pool writable, and
-// every pool enforcing the sizes its backend promises (btrfs quota status).
-// /healthz checks only writability: a restart repairs no quota status.
+// readiness is what Probe and /readyz report: recovery done, every pool
+// writable, and every pool enforcing the sizes its backend promises (btrfs
+// quota status). /healthz checks none of it: a restart repairs no pool.
 func readiness(vols *volume.Manager) func() error {
 	return func() error {
 		if !vols.Ready() {
@@ -146,6 +155,8 @@ func (d *Driver) Run(ctx context.Context) error {
 	defer d.lock.Close()
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return d.srv.Run(gctx) })
+	// Registers with the kubelet once the CSI endpoint listens.
+	g.Go(func() error { return d.reg.Run(gctx) })
 	g.Go(func() error {
 		start := time.Now()
 		if err := d.vols.Recover(gctx); err != nil {

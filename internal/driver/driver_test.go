@@ -6,11 +6,18 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
+	"time"
 
+	"github.com/container-storage-interface/spec/lib/go/csi"
 	"github.com/dirvol/dirvol/pkg/pool"
+	"github.com/dirvol/dirvol/pkg/registration"
 
 	"golang.org/x/sys/unix"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	regv1 "k8s.io/kubelet/pkg/apis/pluginregistration/v1"
 	mount "k8s.io/mount-utils"
 )
 
@@ -56,5 +63,62 @@ func TestNewWithImageDefaultPool(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(cfg.DataDir, "volumes")); !os.IsNotExist(err) {
 		t.Errorf("the data dir got a pool layout too: %v", err)
+	}
+}
+
+// Run registers the driver with the kubelet once the CSI endpoint listens:
+// a kubelet that calls GetInfo and then NodeGetInfo on the endpoint it was
+// given finds the driver. Both sockets go at shutdown.
+func TestRunRegistersWithKubelet(t *testing.T) {
+	cfg := validConfig(t)
+	csiSock := strings.TrimPrefix(cfg.Server.Endpoint, "unix://")
+	regDir := t.TempDir()
+	cfg.Registration = registration.Config{Dir: regDir, KubeletEndpoint: csiSock, CheckInterval: time.Second}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	d, err := New(ctx, cfg, mount.NewFakeMounter(nil))
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- d.Run(ctx) }()
+
+	regSock := filepath.Join(regDir, DefaultDriverName+"-reg.sock")
+	callCtx, callCancel := context.WithTimeout(ctx, 30*time.Second)
+	defer callCancel()
+	regConn, err := grpc.NewClient("unix://"+regSock, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer regConn.Close()
+	info, err := regv1.NewRegistrationClient(regConn).GetInfo(callCtx, &regv1.InfoRequest{}, grpc.WaitForReady(true))
+	if err != nil {
+		t.Fatalf("GetInfo: %v", err)
+	}
+	if info.GetName() != DefaultDriverName || info.GetEndpoint() != csiSock {
+		t.Fatalf("GetInfo: name %q, endpoint %q; want %q, %q", info.GetName(), info.GetEndpoint(), DefaultDriverName, csiSock)
+	}
+	// As the kubelet: NodeGetInfo on the endpoint, with no waiting.
+	csiConn, err := grpc.NewClient("unix://"+info.GetEndpoint(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer csiConn.Close()
+	node, err := csi.NewNodeClient(csiConn).NodeGetInfo(callCtx, &csi.NodeGetInfoRequest{})
+	if err != nil {
+		t.Fatalf("NodeGetInfo right after GetInfo: %v", err)
+	}
+	if node.GetNodeId() != cfg.NodeID {
+		t.Errorf("node ID %q, want %q", node.GetNodeId(), cfg.NodeID)
+	}
+
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	for _, sock := range []string{regSock, csiSock} {
+		if _, err := os.Lstat(sock); !os.IsNotExist(err) {
+			t.Errorf("%s left after shutdown: %v", sock, err)
+		}
 	}
 }

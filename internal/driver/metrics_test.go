@@ -20,8 +20,8 @@ import (
 // whose backend promises them but lost them (quotas turned off under a
 // btrfs pool); a dir pool is not enforced and not failing.
 //
-// Probe's readiness fails with the pool's reason meanwhile; /healthz's
-// check does not.
+// Probe's readiness (and /readyz) fails with the pool's reason meanwhile;
+// the pool still accepts writes.
 func TestPoolSizesMetrics(t *testing.T) {
 	if _, err := exec.LookPath("btrfs"); err != nil {
 		t.Skipf("btrfs not installed: %v", err)
@@ -58,7 +58,7 @@ func TestPoolSizesMetrics(t *testing.T) {
 		t.Errorf("Probe's readiness = %v, want ErrSizesNotEnforced naming pool bt", err)
 	}
 	if err := vols.Writable(); err != nil {
-		t.Errorf("Writable (/healthz) = %v, want nil: a restart repairs nothing", err)
+		t.Errorf("Writable = %v, want nil: the pool accepts writes, only its limits are gone", err)
 	}
 	want := `
 # HELP dirvol_pool_size_enforcement_failing 1 when the pool's backend enforces sizes but cannot now (btrfs quota figures inconsistent or rescanning, quotas turned off); the log and volume health say why. Alert on this.

@@ -49,7 +49,9 @@ var (
 	dns1123Label = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$`)
 	// dns1123Subdomain is a Kubernetes object name (PVC, PV).
 	dns1123Subdomain = regexp.MustCompile(`^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$`)
-	modePattern      = regexp.MustCompile(`^0?[0-7]{3}$`)
+	// modePattern is chmod's octal mode: permission bits, optionally led by
+	// the setuid (4), setgid (2) and sticky (1) digit, and a leading 0.
+	modePattern = regexp.MustCompile(`^0?[0-7]{3,4}$`)
 )
 
 var knownParameters = []string{paramPool, paramOnDelete, paramMode, paramUID, paramGID,
@@ -84,7 +86,7 @@ func parseParameters(in map[string]string) (parameters, error) {
 			}
 		case paramMode:
 			if !modePattern.MatchString(v) {
-				err = errors.New("must be an octal permission such as 0770")
+				err = errors.New("must be an octal mode such as 0770, 2770 (setgid) or 1777 (sticky)")
 				break
 			}
 			m, _ := strconv.ParseUint(v, 8, 32)

@@ -85,7 +85,9 @@ func TestParseParameters(t *testing.T) {
 		{"unknown reserved key", map[string]string{"csi.storage.k8s.io/fstype": "ext4"}, false},
 		{"bad onDelete", map[string]string{"onDelete": "shred"}, false},
 		{"bad mode", map[string]string{"mode": "rwx"}, false},
-		{"mode too big", map[string]string{"mode": "7777"}, false},
+		{"mode too long", map[string]string{"mode": "17777"}, false},
+		{"mode not octal", map[string]string{"mode": "0778"}, false},
+		{"mode too short", map[string]string{"mode": "77"}, false},
 		{"negative uid", map[string]string{"uid": "-1"}, false},
 		{"empty pool", map[string]string{"pool": ""}, false},
 		{"namespace with slash", map[string]string{paramPVCNamespace: "a/b"}, false},
@@ -103,6 +105,33 @@ func TestParseParameters(t *testing.T) {
 						t.Errorf("error %q does not name key %q", err, k)
 					}
 				}
+			}
+		})
+	}
+}
+
+// Four-digit modes carry setuid, setgid and sticky, as chmod takes them.
+func TestParseParametersMode(t *testing.T) {
+	tests := []struct {
+		mode string
+		want uint32
+	}{
+		{"755", 0o755},
+		{"0750", 0o750},
+		{"1777", 0o1777},
+		{"2770", 0o2770},
+		{"02770", 0o2770},
+		{"4755", 0o4755},
+		{"7777", 0o7777},
+	}
+	for _, tc := range tests {
+		t.Run(tc.mode, func(t *testing.T) {
+			p, err := parseParameters(map[string]string{paramMode: tc.mode})
+			if err != nil {
+				t.Fatalf("mode %q: %v", tc.mode, err)
+			}
+			if p.perm.Mode != tc.want {
+				t.Errorf("mode %q = %o, want %o", tc.mode, p.perm.Mode, tc.want)
 			}
 		})
 	}

@@ -317,8 +317,8 @@ func (b *Btrfs) finish(fd int, p string, spec VolumeSpec, fresh bool) error {
 	if !fresh {
 		return nil
 	}
-	// As on a dir pool, only the permission bits apply.
-	if err := unix.Fchmod(fd, spec.Perm.Mode&0o777); err != nil {
+	// As on a dir pool, the permission bits and setuid, setgid and sticky.
+	if err := unix.Fchmod(fd, spec.Perm.Mode&0o7777); err != nil {
 		return fmt.Errorf("set mode of volume directory: %w", err)
 	}
 	if spec.Perm.UID >= 0 || spec.Perm.GID >= 0 {

@@ -155,8 +155,8 @@ func TestBtrfsCreate(t *testing.T) {
 		fi, err := os.Stat(p)
 		must(t, err)
 		st := fi.Sys().(*syscall.Stat_t)
-		if fi.Mode() != os.ModeDir|0o770 || st.Uid != 1000 || st.Gid != 2000 {
-			t.Errorf("volume root %v uid %d gid %d, want drwxrwx--- 1000:2000 (permission bits only, as on a dir pool)", fi.Mode(), st.Uid, st.Gid)
+		if fi.Mode() != os.ModeDir|os.ModeSetgid|0o770 || st.Uid != 1000 || st.Gid != 2000 {
+			t.Errorf("volume root %v uid %d gid %d, want drwxrws--- 1000:2000 (the mode with its setgid bit, as on a dir pool)", fi.Mode(), st.Uid, st.Gid)
 		}
 		if st.Ino != 256 {
 			t.Errorf("volume root has inode %d: not a subvolume", st.Ino)

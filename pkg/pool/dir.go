@@ -156,8 +156,11 @@ func (d *Dir) Create(id string, spec VolumeSpec) error {
 	if err := os.Mkdir(p, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
 		return fmt.Errorf("create volume directory: %w", err)
 	}
-	// Mkdir is subject to the umask; Chmod sets exactly the requested mode.
-	if err := os.Chmod(p, os.FileMode(perm.Mode)&os.ModePerm); err != nil {
+	// Mkdir is subject to the umask; Chmod sets exactly the requested mode,
+	// setuid, setgid and sticky bits included (a shared directory is often
+	// 2770 or 1777). Chown after it keeps them: the kernel clears setuid and
+	// setgid on chown of files, not of directories.
+	if err := unix.Chmod(p, perm.Mode&0o7777); err != nil {
 		return fmt.Errorf("set mode of volume directory: %w", err)
 	}
 	if perm.UID >= 0 || perm.GID >= 0 {

@@ -126,6 +126,10 @@ func TestCreate(t *testing.T) {
 		{name: "owner and group", perm: Permissions{Mode: 0o750, UID: 1234, GID: 5678}, uid: 1234, gid: 5678},
 		{name: "owner only", perm: Permissions{Mode: 0o700, UID: 4321, GID: -1}, uid: 4321},
 		{name: "group only id", perm: Permissions{Mode: 0o775, UID: -1, GID: 99}, gid: 99},
+		// Special bits survive the chown that follows the chmod.
+		{name: "setgid shared group", perm: Permissions{Mode: 0o2770, UID: 1234, GID: 99}, uid: 1234, gid: 99},
+		{name: "sticky world writable", perm: Permissions{Mode: 0o1777, UID: -1, GID: -1}},
+		{name: "setuid owner", perm: Permissions{Mode: 0o4755, UID: 4321, GID: 5678}, uid: 4321, gid: 5678},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -142,7 +146,7 @@ func TestCreate(t *testing.T) {
 				if err != nil || !fi.IsDir() {
 					t.Fatalf("volume directory: %v", err)
 				}
-				if got := uint32(fi.Mode().Perm()); got != tt.perm.Mode {
+				if got := fi.Sys().(*syscall.Stat_t).Mode & 0o7777; got != tt.perm.Mode {
 					t.Errorf("mode = %o, want %o", got, tt.perm.Mode)
 				}
 				st := fi.Sys().(*syscall.Stat_t)

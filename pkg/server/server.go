@@ -1,6 +1,6 @@
 // Package server is the gRPC plumbing of the driver: it listens on the CSI
 // endpoint, wraps every call in logging, metrics and panic recovery, serves
-// /metrics and /healthz over HTTP, and stops gracefully.
+// /metrics, /healthz and /readyz over HTTP, and stops gracefully.
 package server
 
 import (
@@ -23,8 +23,8 @@ type Config struct {
 	// Endpoint is where the CSI services listen:
 	// unix:///absolute/path/csi.sock or tcp://host:port.
 	Endpoint string
-	// HTTPEndpoint is the host:port that /metrics and /healthz are served
-	// on, as in :8080. Empty serves no HTTP.
+	// HTTPEndpoint is the host:port that /metrics, /healthz and /readyz are
+	// served on, as in :8080. Empty serves no HTTP.
 	HTTPEndpoint string
 	// GracefulStopTimeout bounds how long shutdown waits for in-flight calls
 	// to finish before cancelling them. Keep it below the pod's
@@ -37,7 +37,7 @@ func (c *Config) AddFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.Endpoint, "endpoint", "unix:///csi/csi.sock",
 		"CSI endpoint: unix:///absolute/path/csi.sock or tcp://host:port.")
 	fs.StringVar(&c.HTTPEndpoint, "http-endpoint", "",
-		"host:port to serve /metrics and /healthz on, as in :8080. Empty disables HTTP.")
+		"host:port to serve /metrics, /healthz (liveness) and /readyz (readiness) on, as in :8080. Empty disables HTTP.")
 	fs.DurationVar(&c.GracefulStopTimeout, "graceful-stop-timeout", 20*time.Second,
 		"How long shutdown waits for in-flight CSI calls before cancelling them.")
 }
@@ -60,23 +60,30 @@ func (c *Config) Validate() error {
 
 // Server serves the CSI services registered on it. It is a
 // grpc.ServiceRegistrar: register the services with csi.Register*Server
-// before calling Run. Run may be called once.
+// before calling Run. Run, or Serve, may be called once.
 type Server struct {
 	cfg    Config
 	grpc   *grpc.Server
 	mm     metrics.CSIMetricsManager
-	health func() error
+	ready  func() error
 	onStop func()
+	// listening is closed once the CSI listener exists, so that work that
+	// must not start before the endpoint answers (kubelet registration)
+	// can wait for it.
+	listening chan struct{}
 }
 
 var _ grpc.ServiceRegistrar = (*Server)(nil)
 
 // New returns a Server for cfg. mm records csi_plugin_operations_seconds for
-// every call and is served at /metrics. health answers /healthz: 200 when it
-// returns nil, 503 with its error otherwise; nil means always healthy.
+// every call and is served at /metrics. ready answers /readyz: 200 when it
+// returns nil, 503 with its error otherwise; nil means always ready. /healthz
+// answers 200 while the process serves HTTP and consults nothing else: it is
+// for liveness probes, and a restart cures no read-only pool and interrupts
+// the unpublish calls the kubelet is making.
 // onStop, when not nil, is called once as shutdown begins, before the
 // server stops taking calls, so that Probe can report not ready.
-func New(cfg Config, mm metrics.CSIMetricsManager, health func() error, onStop func()) (*Server, error) {
+func New(cfg Config, mm metrics.CSIMetricsManager, ready func() error, onStop func()) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -84,13 +91,19 @@ func New(cfg Config, mm metrics.CSIMetricsManager, health func() error, onStop f
 		return nil, errors.New("server: no metrics manager")
 	}
 	return &Server{
-		cfg:    cfg,
-		grpc:   grpc.NewServer(grpc.ChainUnaryInterceptor(observe(mm), recoverPanic)),
-		mm:     mm,
-		health: health,
-		onStop: onStop,
+		cfg:       cfg,
+		grpc:      grpc.NewServer(grpc.ChainUnaryInterceptor(observe(mm), recoverPanic)),
+		mm:        mm,
+		ready:     ready,
+		onStop:    onStop,
+		listening: make(chan struct{}),
 	}, nil
 }
+
+// Listening returns a channel that is closed once the CSI endpoint listens:
+// from then on a client's dial is accepted (the kernel queues connections
+// until Serve accepts them). It stays open when Run fails to listen.
+func (s *Server) Listening() <-chan struct{} { return s.listening }
 
 // RegisterService registers a gRPC service; it implements
 // grpc.ServiceRegistrar. Call it before Run.
@@ -117,13 +130,15 @@ func (s *Server) Run(ctx context.Context) error {
 }
 
 // Serve serves the CSI services on csiLis and, when httpLis is not nil,
-// /metrics and /healthz on httpLis, until ctx is cancelled or a server fails.
+// /metrics, /healthz and /readyz on httpLis, until ctx is cancelled or a server fails.
+// It closes Listening first: csiLis already queues connections.
 // Then it calls onStop, stops gRPC gracefully (cancelling calls still in
 // flight after cfg.GracefulStopTimeout) and shuts HTTP down. It closes both
 // listeners, which removes a unix socket file. It returns nil after a
 // cancelled ctx, or the error that made a server fail.
 func (s *Server) Serve(ctx context.Context, csiLis, httpLis net.Listener) error {
 	logger := klog.FromContext(ctx)
+	close(s.listening)
 	g, gctx := errgroup.WithContext(ctx)
 
 	g.Go(func() error {
@@ -187,15 +202,18 @@ func (s *Server) stop(logger klog.Logger, hs *http.Server) error {
 	return nil
 }
 
-// httpHandler serves /metrics from the metrics manager and /healthz from
-// the health function.
+// httpHandler serves /metrics from the metrics manager, /healthz (the
+// process answers) and /readyz from the ready function.
 func (s *Server) httpHandler() http.Handler {
 	mux := http.NewServeMux()
 	s.mm.RegisterToServer(mux, "/metrics")
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		if s.health != nil {
-			if err := s.health(); err != nil {
-				http.Error(w, "not healthy: "+err.Error(), http.StatusServiceUnavailable)
+		_, _ = fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if s.ready != nil {
+			if err := s.ready(); err != nil {
+				http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
 				return
 			}
 		}

@@ -124,6 +124,33 @@ func TestRunFailsOnEndpointInUse(t *testing.T) {
 	if err := s.Run(context.Background()); err == nil {
 		t.Fatal("Run on an endpoint in use succeeded")
 	}
+	select {
+	case <-s.Listening():
+		t.Error("Listening closed although Run could not listen")
+	default:
+	}
+}
+
+// Listening is closed only once the socket accepts a dial, so that the
+// kubelet, told about the driver then, finds it.
+func TestListeningClosedOnceSocketAccepts(t *testing.T) {
+	s, sock := newTestServer(t, &fakeIdentity{}, nil, nil, time.Minute)
+	select {
+	case <-s.Listening():
+		t.Fatal("Listening closed before Run")
+	default:
+	}
+	start(t, s.Run)
+	select {
+	case <-s.Listening():
+	case <-time.After(30 * time.Second):
+		t.Fatal("Listening not closed 30s after Run started")
+	}
+	conn, err := net.Dial("unix", sock)
+	if err != nil {
+		t.Fatalf("dial once Listening is closed: %v", err)
+	}
+	_ = conn.Close()
 }
 
 func TestGracefulStopFinishesInFlightCall(t *testing.T) {
@@ -212,14 +239,14 @@ func TestPanicReturnsInternal(t *testing.T) {
 }
 
 func TestHTTPMetricsAndHealth(t *testing.T) {
-	var unhealthy atomic.Bool
-	health := func() error {
-		if unhealthy.Load() {
-			return errors.New("catalog not recovered")
+	var unready atomic.Bool
+	ready := func() error {
+		if unready.Load() {
+			return errors.New("pool \"default\" is read-only")
 		}
 		return nil
 	}
-	s, sock := newTestServer(t, &fakeIdentity{}, health, nil, time.Minute)
+	s, sock := newTestServer(t, &fakeIdentity{}, ready, nil, time.Minute)
 	csiLis, err := Listen("unix://" + sock)
 	if err != nil {
 		t.Fatal(err)
@@ -241,12 +268,19 @@ func TestHTTPMetricsAndHealth(t *testing.T) {
 		t.Errorf("/metrics: %d, body lacks %s:\n%s", code, want, body)
 	}
 
-	if code, body := get(t, base+"/healthz"); code != http.StatusOK {
-		t.Errorf("/healthz when healthy: %d %s", code, body)
+	for _, path := range []string{"/healthz", "/readyz"} {
+		if code, body := get(t, base+path); code != http.StatusOK {
+			t.Errorf("%s when ready: %d %s", path, code, body)
+		}
 	}
-	unhealthy.Store(true)
-	if code, body := get(t, base+"/healthz"); code != http.StatusServiceUnavailable || !strings.Contains(body, "catalog not recovered") {
-		t.Errorf("/healthz when unhealthy: %d %s; want 503 with the reason", code, body)
+	// A read-only pool makes the driver not ready, but the process is
+	// alive: a liveness probe on /healthz must not get it restarted.
+	unready.Store(true)
+	if code, body := get(t, base+"/readyz"); code != http.StatusServiceUnavailable || !strings.Contains(body, "read-only") {
+		t.Errorf("/readyz when not ready: %d %s; want 503 with the reason", code, body)
+	}
+	if code, body := get(t, base+"/healthz"); code != http.StatusOK {
+		t.Errorf("/healthz when not ready: %d %s; want 200: liveness is the process, not the pools", code, body)
 	}
 
 	if err := stop(); err != nil {

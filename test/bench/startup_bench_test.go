@@ -128,7 +128,7 @@ func start(b *testing.B, bin, data, dir string) *started {
 	b.Cleanup(func() { _ = s.conn.Close() })
 	identity := csi.NewIdentityClient(s.conn)
 
-	s.cmd = exec.Command(bin, "--endpoint", "unix://"+sock, "--data-dir", data, "--node-id", "bench")
+	s.cmd = exec.Command(bin, "--endpoint", "unix://"+sock, "--data-dir", data, "--node-id", "bench", "--kubelet-registration-dir=")
 	s.cmd.Stdout, s.cmd.Stderr = logFile, logFile
 	begin := time.Now()
 	if err := s.cmd.Start(); err != nil {

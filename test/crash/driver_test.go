@@ -126,8 +126,10 @@ func (h *harness) start() {
 		t.Fatal(err)
 	}
 	fmt.Fprintf(logf, "===== dirvol start #%d =====\n", h.starts)
+	// No kubelet here: registration off, so no socket lands in a
+	// plugins_registry this host may have.
 	cmd := exec.Command(h.bin, "--endpoint", h.endpoint, "--data-dir", h.dataDir,
-		"--node-id", "crash-node", "--v=2")
+		"--node-id", "crash-node", "--kubelet-registration-dir=", "--v=2")
 	cmd.Stdout, cmd.Stderr = logf, logf
 	err = cmd.Start()
 	logf.Close() // the child holds its own descriptor
@@ -223,7 +225,7 @@ func (h *harness) checkDataDirLock() {
 	defer cancel()
 	second := "unix://" + filepath.Join(h.root, "second.sock")
 	out, err := exec.CommandContext(ctx, h.bin, "--endpoint", second, "--data-dir", h.dataDir,
-		"--node-id", "crash-node-2").CombinedOutput()
+		"--node-id", "crash-node-2", "--kubelet-registration-dir=").CombinedOutput()
 	var ee *exec.ExitError
 	switch {
 	case ctx.Err() != nil:

@@ -30,6 +30,7 @@ const (
 	EtcdVersion        = "v3.6.16"
 	ProvisionerVersion = "v6.3.0"
 	SnapshotterVersion = "v8.7.0"
+	ResizerVersion     = "v2.3.0"
 )
 
 // Binary names, as the harness looks them up in a Set.
@@ -43,6 +44,7 @@ const (
 	SnapshotController    = "snapshot-controller"
 	Kubelet               = "kubelet"
 	Kubectl               = "kubectl"
+	CSIResizer            = "csi-resizer"
 )
 
 // component is one binary: the build module it comes from, its main
@@ -80,6 +82,7 @@ var components = []component{
 	// kubectl, for the real node's tests of kubectl exec and logs (and
 	// the storage conformance suite, which runs it).
 	{Kubectl, "kubernetes", "k8s.io/kubernetes/cmd/kubectl", kubeLDFlags},
+	{CSIResizer, "external-resizer", "github.com/kubernetes-csi/external-resizer/v2/cmd/csi-resizer", "-X main.version=" + ResizerVersion},
 }
 
 // Set maps a binary name to its path.
@@ -120,8 +123,8 @@ func Key(buildRoot string) (string, error) {
 			h.Write(b)
 		}
 	}
-	return fmt.Sprintf("k8s-%s_etcd-%s_prov-%s_snap-%s_%s", KubernetesVersion, EtcdVersion,
-		ProvisionerVersion, SnapshotterVersion, hex.EncodeToString(h.Sum(nil))[:12]), nil
+	return fmt.Sprintf("k8s-%s_etcd-%s_prov-%s_snap-%s_resizer-%s_%s", KubernetesVersion, EtcdVersion,
+		ProvisionerVersion, SnapshotterVersion, ResizerVersion, hex.EncodeToString(h.Sum(nil))[:12]), nil
 }
 
 // Ensure returns the binaries, building those not yet in

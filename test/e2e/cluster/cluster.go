@@ -77,9 +77,9 @@ type Node struct {
 	DataDir string
 	Socket  string
 
-	info                             DriverInfo
-	disk                             bool // a tmpfs is mounted on DataDir
-	driver, provisioner, snapshotter *process
+	info                                      DriverInfo
+	disk                                      bool // a tmpfs is mounted on DataDir
+	driver, provisioner, snapshotter, resizer *process
 }
 
 // Info returns what the driver reported at registration.
@@ -256,7 +256,10 @@ func (c *Cluster) addNode(ctx context.Context, no NodeOptions) error {
 	if err := c.startProvisioner(n); err != nil {
 		return err
 	}
-	return c.startSnapshotter(n)
+	if err := c.startSnapshotter(n); err != nil {
+		return err
+	}
+	return c.startResizer(n)
 }
 
 // start starts a component and remembers it for Stop and the logs.

@@ -47,6 +47,9 @@ func (c *Cluster) startDriver(ctx context.Context, n *Node) error {
 		"--endpoint=unix://" + n.Socket,
 		"--node-id=" + n.Name,
 		"--data-dir=" + n.DataDir,
+		// No kubelet on a fake node: the harness writes its CSINode
+		// (registerCSINode) from what queryDriver learns.
+		"--kubelet-registration-dir=",
 		"--v=4",
 	}, nil)
 	if err != nil {
@@ -93,6 +96,34 @@ func (c *Cluster) startSnapshotter(n *Node) error {
 	}
 	p, err := c.start("csi-snapshotter-"+n.Name, c.bins.Path(binaries.CSISnapshotter), c.sidecarArgs(ctr, n), c.sidecarEnv(ctr, n))
 	n.snapshotter = p
+	return err
+}
+
+// startResizer runs csi-resizer for node n as the DaemonSet's container
+// does. The resizers of all nodes elect one leader, as the DaemonSet's pods
+// do, so the harness keeps --leader-election, in the namespace a pod would
+// run in. The identity each candidate puts in the Lease is its host name (a
+// pod's name in the DaemonSet), so each runs in a UTS namespace of its own
+// named after its node: without that, every resizer on this host would take
+// the Lease as its own and all would act. The Lease's holder is then the
+// leading node's name.
+func (c *Cluster) startResizer(n *Node) error {
+	if !n.info.Capabilities[csi.ControllerServiceCapability_RPC_EXPAND_VOLUME] {
+		return nil
+	}
+	ctr, ok, err := manifests.Container(c.base, daemonSetName, "csi-resizer")
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return fmt.Errorf("deploy/base has no csi-resizer container in DaemonSet %s", daemonSetName)
+	}
+	args := c.sidecarArgs(ctr, n, "--leader-election=true", "--leader-election-namespace="+c.Namespace)
+	// unshare --uts: a new UTS namespace; the shell names it and execs the
+	// resizer, which keeps the process (and its group) the one started.
+	wrapped := append([]string{"--uts", "--", "/bin/sh", "-c", `hostname "$0" && exec "$@"`, n.Name, c.bins.Path(binaries.CSIResizer)}, args...)
+	p, err := c.start("csi-resizer-"+n.Name, "unshare", wrapped, c.sidecarEnv(ctr, n))
+	n.resizer = p
 	return err
 }
 

@@ -19,7 +19,7 @@ import (
 // What a kubelet would do for the scheduler and the provisioners, without
 // running pods: the Node object with its topology label, its Ready
 // condition and Lease kept fresh, and the CSINode object the kubelet writes
-// once node-driver-registrar has registered the driver.
+// once the driver has registered with it (the plugin watcher).
 
 // heartbeat is how often the Lease and the Ready condition are renewed; the
 // node lifecycle controller marks a node unhealthy after 40s without one.
