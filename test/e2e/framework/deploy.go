@@ -3,10 +3,13 @@ package framework
 import (
 	"context"
 	"fmt"
+	"io"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/dirvol/dirvol/test/e2e/binaries"
+	"github.com/dirvol/dirvol/test/e2e/dirvolimage"
 	"github.com/dirvol/dirvol/test/e2e/images"
 	"github.com/dirvol/dirvol/test/e2e/manifests"
 )
@@ -67,4 +70,33 @@ func containerNamesAndImages(obj map[string]any) [][2]string {
 		}
 	}
 	return out
+}
+
+// driverContainer is the DaemonSet's container that runs the dirvol image.
+const driverContainer = "dirvol"
+
+// buildDriverImage builds the dirvol image from the tree at repoRoot as
+// `make image` does (package dirvolimage; its Debian packages cached in
+// its default cache) and writes it to out, tagged with the reference
+// deploy/ runs, so that no overlay entry is needed for it.
+func buildDriverImage(ctx context.Context, repoRoot, out string, log io.Writer) error {
+	lock, err := dirvolimage.DefaultLock()
+	if err != nil {
+		return err
+	}
+	cache, err := dirvolimage.DefaultCacheDir()
+	if err != nil {
+		return err
+	}
+	img, err := dirvolimage.Build(ctx, dirvolimage.Options{
+		Root: repoRoot, Version: "e2e", Lock: lock, Cache: cache, Epoch: time.Unix(0, 0).UTC(), Log: log,
+	})
+	if err != nil {
+		return fmt.Errorf("build the dirvol image: %w", err)
+	}
+	ref, err := dirvolimage.DefaultReference(repoRoot)
+	if err != nil {
+		return err
+	}
+	return dirvolimage.WriteArchive(out, img, ref)
 }

@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
 	snapclient "github.com/kubernetes-csi/external-snapshotter/client/v8/clientset/versioned"
@@ -121,10 +122,18 @@ type Options struct {
 	// RealNodeName (local cluster only). The process must have entered the
 	// tests' network namespace (netns.Enter).
 	RealNode bool
+	// Deploy installs deploy/ on the real node, as shipped but for the
+	// image references (the dirvol image built as `make image` does,
+	// the sidecars from the harness's binaries); dirvol's tests then run
+	// there.
+	Deploy bool
 }
 
 // RealNodeName is the real node's name.
 const RealNodeName = "real-0"
+
+// RealNodeDataDir is dirvol's data dir on the real node: deploy/'s hostPath.
+const RealNodeDataDir = "/var/lib/dirvol"
 
 // Setup returns the cluster under test and a function that tears it down.
 // With E2E_KUBECONFIG it connects to that cluster; otherwise it builds the
@@ -174,7 +183,7 @@ func Setup(ctx context.Context, opts Options) (*Env, func(), error) {
 	keep := os.Getenv(EnvKeep) != ""
 	var real *cluster.RealNodeOptions
 	if opts.RealNode {
-		if real, err = realNode(ctx, root, dir, cache); err != nil {
+		if real, err = realNode(ctx, root, dir, cache, bins, opts.Deploy, opts.Log); err != nil {
 			os.RemoveAll(dir)
 			return nil, nil, err
 		}
@@ -200,12 +209,16 @@ func Setup(ctx context.Context, opts Options) (*Env, func(), error) {
 		e.Nodes = append(e.Nodes, n.Name)
 		disk[n.Name] = n.DataDir
 	}
+	if c.Real != nil && c.Real.DriverPod != "" {
+		e.Nodes = append(e.Nodes, c.Real.Name)
+		disk[c.Real.Name] = RealNodeDataDir
+	}
 	e.Disk = disk
 	if e.Snap, err = snapclient.NewForConfig(c.RESTConfig); err != nil {
 		stop()
 		return nil, nil, err
 	}
-	if len(c.Nodes) == 0 {
+	if len(e.Nodes) == 0 {
 		return e, stop, nil
 	}
 	if err := e.WaitCapacities(ctx, cluster.StartTimeout); err != nil {
@@ -294,7 +307,7 @@ func snapshotCRDDir(ctx context.Context, root string) (string, error) {
 
 // realNode writes the images the real node runs (pause, busybox) into the
 // run directory and describes the node.
-func realNode(ctx context.Context, moduleRoot, dir, cache string) (*cluster.RealNodeOptions, error) {
+func realNode(ctx context.Context, moduleRoot, dir, cache string, bins binaries.Set, deploy bool, log io.Writer) (*cluster.RealNodeOptions, error) {
 	if !netns.Inside() {
 		return nil, errors.New("a real node runs only inside the tests' network namespace: call netns.Enter in TestMain")
 	}
@@ -309,11 +322,31 @@ func realNode(ctx context.Context, moduleRoot, dir, cache string) (*cluster.Real
 	if err := images.Busybox(ctx, busybox, "/bin/busybox"); err != nil {
 		return nil, err
 	}
-	return &cluster.RealNodeOptions{
+	o := &cluster.RealNodeOptions{
 		Name: RealNodeName, IP: netns.NodeIP,
 		Images: []string{pause, busybox}, PauseImage: images.PauseRef,
 		LockFile: realNodeLock(cache),
-	}, nil
+	}
+	if !deploy {
+		return o, nil
+	}
+	repoRoot := filepath.Join(moduleRoot, "..", "..")
+	begin := time.Now()
+	driverImage := filepath.Join(imgDir, "dirvol.tar")
+	if err := buildDriverImage(ctx, repoRoot, driverImage, log); err != nil {
+		return nil, err
+	}
+	sidecars, overlay, err := sidecarImages(ctx, filepath.Join(repoRoot, "deploy"), imgDir, bins, driverContainer)
+	if err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(log, "e2e: images for deploy/ written in %s\n", time.Since(begin).Round(time.Millisecond))
+	o.Images = append(append(o.Images, driverImage), sidecars...)
+	o.Deploy = filepath.Join(dir, "deploy-overlay")
+	if _, err := manifests.Overlay(o.Deploy, filepath.Join(repoRoot, "deploy", "base"), overlay); err != nil {
+		return nil, err
+	}
+	return o, nil
 }
 
 // realNodeLock is the file real nodes on this host serialize on.

@@ -46,7 +46,7 @@ func run(m *testing.M) int {
 		return m.Run()
 	}
 	linksBefore, _ := netns.Links()
-	e, stop, err := framework.Setup(context.Background(), framework.Options{RealNode: true, Log: os.Stderr})
+	e, stop, err := framework.Setup(context.Background(), framework.Options{RealNode: true, Deploy: true, Log: os.Stderr})
 	switch {
 	case errors.Is(err, framework.ErrSkip):
 		skipReason = err.Error()
