@@ -366,3 +366,14 @@ func killInCgroup(dir string) int {
 	})
 	return n
 }
+
+// KillContainer SIGKILLs a container of the real node by its ID (a pod
+// status's containerID without "containerd://"), as a crash would: the
+// kubelet sees it exit and restarts it.
+func (c *Cluster) KillContainer(ctx context.Context, id string) error {
+	if c.Real == nil || c.Real.containerd == nil {
+		return errors.New("no real node")
+	}
+	_, err := c.Real.containerd.ctr(ctx, "tasks", "kill", "--signal", "SIGKILL", strings.TrimPrefix(id, "containerd://"))
+	return err
+}

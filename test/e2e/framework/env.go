@@ -135,6 +135,11 @@ const RealNodeName = "real-0"
 // RealNodeDataDir is dirvol's data dir on the real node: deploy/'s hostPath.
 const RealNodeDataDir = "/var/lib/dirvol"
 
+// DeployedKustomization is the kustomization of deploy/ the real node runs
+// (through the image overlay): base plus the btrfs image pool, so that
+// sizes are enforced and the dirvol-btrfs class exists.
+const DeployedKustomization = "overlays/image-pool"
+
 // Setup returns the cluster under test and a function that tears it down.
 // With E2E_KUBECONFIG it connects to that cluster; otherwise it builds the
 // binaries (cached) and dirvol, and starts a local cluster. An error
@@ -343,7 +348,7 @@ func realNode(ctx context.Context, moduleRoot, dir, cache string, bins binaries.
 	fmt.Fprintf(log, "e2e: images for deploy/ written in %s\n", time.Since(begin).Round(time.Millisecond))
 	o.Images = append(append(o.Images, driverImage), sidecars...)
 	o.Deploy = filepath.Join(dir, "deploy-overlay")
-	if _, err := manifests.Overlay(o.Deploy, filepath.Join(repoRoot, "deploy", "base"), overlay); err != nil {
+	if _, err := manifests.Overlay(o.Deploy, filepath.Join(repoRoot, "deploy", DeployedKustomization), overlay); err != nil {
 		return nil, err
 	}
 	return o, nil

@@ -10,8 +10,11 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"os/signal"
 	"slices"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
 
 	"github.com/dirvol/dirvol/test/e2e/framework"
@@ -57,8 +60,21 @@ func run(m *testing.M) int {
 		return 1
 	}
 	env = e
+	// Interrupted (Ctrl-C, go test's timeout is SIGQUIT and cannot be
+	// caught usefully): tear the node down before exiting, so the host
+	// keeps nothing of it.
+	var once sync.Once
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	go func() {
+		s := <-sigs
+		fmt.Fprintf(os.Stderr, "e2e: %v: tearing the cluster down\n", s)
+		once.Do(stop)
+		os.Exit(1)
+	}()
 	code := m.Run()
-	stop()
+	signal.Stop(sigs)
+	once.Do(stop)
 	// The teardown is part of what is tested: nothing of the node may
 	// remain on the host, and of the namespace's interfaces only the
 	// pods' bridge may be new (the CNI plugin never deletes it).

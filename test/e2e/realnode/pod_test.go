@@ -27,7 +27,9 @@ func busyboxPod(ns, name, script string) *corev1.Pod {
 	return &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
 		Spec: corev1.PodSpec{
-			NodeName:                      framework.RealNodeName,
+			// Through the scheduler, which also picks the node for
+			// WaitForFirstConsumer claims.
+			NodeSelector:                  map[string]string{"kubernetes.io/hostname": framework.RealNodeName},
 			TerminationGracePeriodSeconds: &one,
 			Containers: []corev1.Container{{
 				Name:            "app",
