@@ -93,9 +93,8 @@ func (c *Cluster) startRealNode(ctx context.Context, o RealNodeOptions) error {
 		}
 		r.unlock = unlock
 	}
-	if entries, err := os.ReadDir(kubeletRootDir); err == nil && len(entries) > 0 {
-		return fmt.Errorf("%s exists and is not empty: another kubelet's, or left by a run that was killed; the real node needs it for itself (remove it when no kubelet runs)", kubeletRootDir)
-	}
+	// Take refuses an owned path in use: /var/lib/kubelet of another
+	// kubelet, /var/lib/dirvol of another dirvol.
 	var err error
 	if r.host, err = hoststate.Take(hoststate.Config{
 		Roots: []string{c.dir}, Owned: ownedPaths, Shared: sharedPaths,
