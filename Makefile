@@ -27,9 +27,27 @@ run: build ## Build and run the driver on a socket and data dir under RUN_DIR (d
 	exec $(BIN) --endpoint "unix://$$dir/csi.sock" --data-dir "$$dir/data" --node-id "$$(hostname)" --v=2
 
 .PHONY: test
-test: ## Run every test (unit, sanity, crash, hostile input, then the cluster end-to-end tests of `make e2e`) with -race; needs root.
+test: ## Run every test (unit, sanity, crash, hostile input, each fuzz target for 5s, then the cluster end-to-end tests of `make e2e`) with -race; needs root.
 	go test -race -count=1 -timeout 30m ./...
+	$(MAKE) fuzz FUZZTIME=5s
 	$(MAKE) e2e
+
+# FUZZTIME is how long `make fuzz` runs each fuzz target.
+FUZZTIME ?= 10s
+
+.PHONY: fuzz
+fuzz: ## Run every Go fuzz target of the root module (found with `go test -list '^Fuzz'`) for FUZZTIME each (default 10s).
+	@set -e; \
+	list=$$(go test -list '^Fuzz' ./...) || { echo "$$list"; exit 1; }; \
+	set -- $$(echo "$$list" | awk '/^Fuzz/ { t[n++] = $$1; next } /^ok/ { for (i = 0; i < n; i++) print $$2, t[i]; n = 0 }'); \
+	test $$# -gt 0 || { echo "fuzz: no fuzz targets found"; exit 1; }; \
+	start=$$(date +%s); count=0; \
+	while [ $$# -gt 0 ]; do \
+		echo "fuzz: $$2 in $$1 for $(FUZZTIME)"; \
+		go test -run '^$$' -fuzz "^$$2\$$" -fuzztime $(FUZZTIME) "$$1"; \
+		count=$$((count + 1)); shift 2; \
+	done; \
+	echo "fuzz: $$count targets in $$(( $$(date +%s) - start ))s"
 
 STRESS_DURATION ?= 60s
 
@@ -50,6 +68,7 @@ bench: ## Print figures: volume create/delete at 0, 1k, 10k volumes (dir pool on
 	@tmp="$${TMPDIR:-/tmp}"; echo "bench: temp dir $$tmp is on $$(stat -f -c %T "$$tmp")"
 	go test -run '^$$' -bench . -benchtime 200x -timeout 30m ./pkg/volume/
 	go test -run '^$$' -bench Snapshot -benchtime 3x -timeout 30m ./pkg/pool/
+	go test -run '^$$' -bench View -timeout 30m ./pkg/pool/
 	go test -run '^$$' -bench . -benchtime 3x -timeout 30m ./test/bench/
 
 .PHONY: lint

@@ -13,7 +13,7 @@ import (
 	"runtime/debug"
 	"syscall"
 
-	"github.com/dirvol/dirvol/internal/driver"
+	"github.com/dirvol/dirvol/cmd/driver/app"
 	"k8s.io/klog/v2"
 	mount "k8s.io/mount-utils"
 )
@@ -29,7 +29,7 @@ func main() {
 func run(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("dirvol", flag.ContinueOnError)
 	klog.InitFlags(fs)
-	cfg := driver.Config{Version: driverVersion()}
+	cfg := app.Config{Version: driverVersion()}
 	if host, err := os.Hostname(); err == nil {
 		cfg.NodeID = host
 	}
@@ -62,7 +62,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	defer stop()
 	ctx = klog.NewContext(ctx, klog.Background())
 
-	d, err := driver.New(ctx, cfg, mount.New(""))
+	d, err := app.New(ctx, cfg, mount.New(""))
 	if err != nil {
 		klog.ErrorS(err, "Cannot start dirvol")
 		return 1

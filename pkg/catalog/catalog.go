@@ -73,11 +73,17 @@ type Volume struct {
 	SourceVolumeID   string `json:"sourceVolumeID,omitempty"`
 }
 
-// Problem is a record file that could not be understood at startup. It is
-// left on disk untouched for an operator to look at.
+// Problem is what an operator should look at in the catalog's directories,
+// found at startup: a record file that cannot be read or decoded, something
+// the catalog never writes, or a directory whose records cannot be
+// rewritten in place (see recordDir.overwrite). Entries are left on disk
+// untouched; a record file's ID stays reserved and answers ErrUnreadable.
 type Problem struct {
 	File string
-	Err  error
+	// ID is the key of a record file (its name without .json), empty for
+	// other entries.
+	ID  string
+	Err error
 }
 
 // Catalog holds volume and snapshot records. It is safe for concurrent use;
@@ -125,7 +131,27 @@ func (c *Catalog) Load() ([]Problem, error) {
 	return append(problems, more...), nil
 }
 
-// Get returns the volume record with the given ID.
+// Pad rewrites the records Load found without the room a later state needs
+// to be recorded in place on a full filesystem (records written by an
+// earlier version of the driver), and returns how many it rewrote. It must
+// not run concurrently with any write; on failure the rest are tried again
+// after the next Load.
+func (c *Catalog) Pad() (int, error) {
+	n, err := c.volumes.pad()
+	if err != nil {
+		return n, err
+	}
+	m, err := c.snapshots.pad()
+	return n + m, err
+}
+
+// Problems returns what the last Load could not understand, volumes first.
+func (c *Catalog) Problems() []Problem {
+	return append(c.volumes.problemList(), c.snapshots.problemList()...)
+}
+
+// Get returns the volume record with the given ID: ErrNotFound when there
+// is none, ErrUnreadable when its file could not be read at Load.
 func (c *Catalog) Get(id string) (Volume, error) { return c.volumes.get(id) }
 
 // GetByName returns the volume record holding the given name.
@@ -148,6 +174,7 @@ func (c *Catalog) Delete(id string) error { return c.volumes.remove(id) }
 
 func (v Volume) recordID() string   { return v.ID }
 func (v Volume) recordName() string { return v.Name }
+func (v Volume) recordState() State { return v.State }
 
 func (v Volume) clone() Volume {
 	if v.Parameters != nil {

@@ -5,6 +5,9 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"runtime"
+	"sort"
+	"strings"
 	"testing"
 )
 
@@ -38,22 +41,55 @@ func TestOpenRemovesTemporaryFiles(t *testing.T) {
 	}
 }
 
-func TestOpenIgnoresOtherEntries(t *testing.T) {
+// Entries the catalog never writes are reported and left in place; none of
+// them stops Open, and one named like a record keeps its ID reserved.
+func TestOpenReportsOtherEntries(t *testing.T) {
 	dir := t.TempDir()
 	c := open(t, dir)
 	mustPut(t, c, vol("vol-a", "pv-a"))
-	if err := os.Mkdir(filepath.Join(dir, "volumes", "vol-d.json"), 0o700); err != nil {
+	vols := filepath.Join(dir, "volumes")
+	if err := os.Mkdir(filepath.Join(vols, "vol-d.json"), 0o700); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(dir, "volumes", "README"), []byte("notes"), 0o600); err != nil {
+	// A directory named like an unfinished write, with something in it:
+	// os.Remove fails on it, which must not make Open fail.
+	if err := os.MkdirAll(filepath.Join(vols, ".tmp-vol-e-1", "inside"), 0o700); err != nil {
 		t.Fatal(err)
 	}
-	c = open(t, dir)
+	if err := os.WriteFile(filepath.Join(vols, "README"), []byte("notes"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(filepath.Join(vols, "vol-a.json"), filepath.Join(vols, "vol-l.json")); err != nil {
+		t.Fatal(err)
+	}
+	c, problems, err := Open(dir)
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	var files []string
+	for _, p := range problems {
+		files = append(files, filepath.Base(p.File))
+	}
+	sort.Strings(files)
+	if want := []string{".tmp-vol-e-1", "README", "vol-d.json", "vol-l.json"}; !reflect.DeepEqual(files, want) {
+		t.Errorf("problems = %v, want %v", problems, want)
+	}
+	if got := c.Problems(); len(got) != len(problems) {
+		t.Errorf("Problems() = %v, want the %d of Open", got, len(problems))
+	}
 	if c.Len() != 1 {
 		t.Errorf("Len = %d, want 1", c.Len())
 	}
-	if len(dirNames(t, dir)) != 3 {
+	if len(dirNames(t, dir)) != 5 {
 		t.Errorf("Open removed entries it does not own: %v", dirNames(t, dir))
+	}
+	for _, id := range []string{"vol-d", "vol-l"} {
+		if _, err := c.Get(id); !errors.Is(err, ErrUnreadable) {
+			t.Errorf("Get(%s) = %v, want ErrUnreadable", id, err)
+		}
+		if err := c.Put(vol(id, "pv-"+id)); err == nil {
+			t.Errorf("Put reused the ID of stray entry %s", id)
+		}
 	}
 }
 
@@ -70,6 +106,11 @@ func TestOpenProblems(t *testing.T) {
 		{name: "wrong field type", file: "vol-bad", content: `{"id":"vol-bad","name":"pv-bad","capacityBytes":"big"}`, ids: []string{"vol-bad"}, names: []string{"pv-bad"}},
 		{name: "ID differs from file name", file: "vol-file", content: `{"id":"vol-inner","name":"pv-inner","state":"ready"}`, ids: []string{"vol-file", "vol-inner"}, names: []string{"pv-inner"}},
 		{name: "name held by an earlier record", file: "vol-z", content: `{"id":"vol-z","name":"pv-good","state":"ready"}`, ids: []string{"vol-z"}},
+		// A state this driver does not know must not be read as "absent":
+		// DeleteVolume would then remove the volume's directory.
+		{name: "unknown state", file: "vol-u", content: `{"id":"vol-u","name":"pv-u","state":"migrating"}`, ids: []string{"vol-u"}, names: []string{"pv-u"}},
+		{name: "no state", file: "vol-u", content: `{"id":"vol-u","name":"pv-u"}`, ids: []string{"vol-u"}, names: []string{"pv-u"}},
+		{name: "larger than a record can be", file: "vol-big", content: `{"id":"vol-big","name":"pv-big","state":"ready"}` + strings.Repeat(" ", maxRecordBytes), ids: []string{"vol-big"}, names: []string{"pv-big"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -91,8 +132,12 @@ func TestOpenProblems(t *testing.T) {
 				t.Errorf("problem file changed: %q, %v", data, err)
 			}
 			for _, id := range tt.ids {
-				if _, err := c.Get(id); !errors.Is(err, ErrNotFound) {
-					t.Errorf("Get(%s) = %v, want ErrNotFound", id, err)
+				want := ErrNotFound
+				if id == tt.file {
+					want = ErrUnreadable
+				}
+				if _, err := c.Get(id); !errors.Is(err, want) {
+					t.Errorf("Get(%s) = %v, want %v", id, err, want)
 				}
 			}
 			for _, name := range tt.names {
@@ -115,5 +160,36 @@ func TestOpenProblems(t *testing.T) {
 				t.Errorf("refused Put left its name claimed: %v", err)
 			}
 		})
+	}
+}
+
+// A huge sparse file named like a record costs no memory: it is refused
+// after reading past the largest record, not read whole.
+func TestOpenHugeSparseRecord(t *testing.T) {
+	dir := t.TempDir()
+	mustPut(t, open(t, dir), vol("vol-good", "pv-good"))
+	f, err := os.Create(recordPath(dir, "vol-huge"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Truncate(1 << 30); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	c, problems, err := Open(dir)
+	runtime.ReadMemStats(&after)
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	if len(problems) != 1 || problems[0].File != recordPath(dir, "vol-huge") {
+		t.Fatalf("problems = %v, want one for vol-huge", problems)
+	}
+	if _, err := c.Get("vol-huge"); !errors.Is(err, ErrUnreadable) {
+		t.Errorf("Get(vol-huge) = %v, want ErrUnreadable", err)
+	}
+	if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 16<<20 {
+		t.Errorf("Open allocated %d bytes for a catalog of one record and one 1 GiB sparse file", alloc)
 	}
 }

@@ -31,7 +31,9 @@ type Snapshot struct {
 	Parameters map[string]string `json:"parameters,omitempty"`
 }
 
-// GetSnapshot returns the snapshot record with the given ID.
+// GetSnapshot returns the snapshot record with the given ID: ErrNotFound
+// when there is none, ErrUnreadable when its file could not be read at
+// Load.
 func (c *Catalog) GetSnapshot(id string) (Snapshot, error) { return c.snapshots.get(id) }
 
 // GetSnapshotByName returns the snapshot record holding the given name.
@@ -56,6 +58,7 @@ func (c *Catalog) DeleteSnapshot(id string) error { return c.snapshots.remove(id
 
 func (s Snapshot) recordID() string   { return s.ID }
 func (s Snapshot) recordName() string { return s.Name }
+func (s Snapshot) recordState() State { return s.State }
 
 func (s Snapshot) clone() Snapshot {
 	if s.Parameters != nil {

@@ -180,6 +180,8 @@ func TestSnapshotProblems(t *testing.T) {
 		{name: "wrong field type", file: "snap-bad", content: `{"id":"snap-bad","name":"s-bad","sizeBytes":"big"}`, ids: []string{"snap-bad"}, names: []string{"s-bad"}},
 		{name: "ID differs from file name", file: "snap-file", content: `{"id":"snap-inner","name":"s-inner","state":"ready"}`, ids: []string{"snap-file", "snap-inner"}, names: []string{"s-inner"}},
 		{name: "name held by an earlier record", file: "snap-z", content: `{"id":"snap-z","name":"s-good","state":"ready"}`, ids: []string{"snap-z"}},
+		{name: "unknown state", file: "snap-u", content: `{"id":"snap-u","name":"s-u","state":"frozen"}`, ids: []string{"snap-u"}, names: []string{"s-u"}},
+		{name: "no state", file: "snap-u", content: `{"id":"snap-u","name":"s-u"}`, ids: []string{"snap-u"}, names: []string{"s-u"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -200,8 +202,12 @@ func TestSnapshotProblems(t *testing.T) {
 				t.Fatalf("problems = %+v, want one for %s", problems, path)
 			}
 			for _, id := range tt.ids {
-				if _, err := c.GetSnapshot(id); !errors.Is(err, ErrNotFound) {
-					t.Errorf("GetSnapshot(%s) = %v, want ErrNotFound", id, err)
+				want := ErrNotFound
+				if id == tt.file {
+					want = ErrUnreadable
+				}
+				if _, err := c.GetSnapshot(id); !errors.Is(err, want) {
+					t.Errorf("GetSnapshot(%s) = %v, want %v", id, err, want)
 				}
 			}
 			for _, name := range tt.names {

@@ -7,11 +7,12 @@ import (
 	"sync"
 )
 
-// record is what a table stores: a value with an ID (its file name) and a
-// name unique within its table.
+// record is what a table stores: a value with an ID (its file name), a name
+// unique within its table and a lifecycle state.
 type record[T any] interface {
 	recordID() string
 	recordName() string
+	recordState() State
 	clone() T
 }
 
@@ -26,9 +27,16 @@ type table[T record[T]] struct {
 	mu     sync.Mutex
 	byID   map[string]T
 	byName map[string]string
-	// problems holds the keys of record files load could not read; put
-	// refuses them so that those files stay as they were found.
-	problems map[string]bool
+	// problems holds, by key, the record files load could not read; get
+	// answers ErrUnreadable for them and put refuses them, so that those
+	// files stay as they were found. strays are the other entries load did
+	// not understand.
+	problems map[string]Problem
+	strays   []Problem
+	// cramped holds the keys of records whose files have no room to be
+	// rewritten in place (written by an earlier version); pad rewrites
+	// them.
+	cramped map[string]bool
 }
 
 func newTable[T record[T]](dir, kind string) *table[T] {
@@ -37,48 +45,118 @@ func newTable[T record[T]](dir, kind string) *table[T] {
 		kind:     kind,
 		byID:     make(map[string]T),
 		byName:   make(map[string]string),
-		problems: make(map[string]bool),
+		problems: make(map[string]Problem),
 	}
 }
 
+// decode turns the content of the record file named for key into a record.
+// It refuses content that is not a record, names another ID than key or
+// holds a state this driver does not know: acting on a record it does not
+// understand (say, deleting the directory of a volume whose state it cannot
+// read) could lose data.
+func decode[T record[T]](key string, data []byte) (T, error) {
+	var r T
+	if err := json.Unmarshal(data, &r); err != nil {
+		return r, err
+	}
+	if r.recordID() != key {
+		return r, fmt.Errorf("record holds ID %q, file is named for %q", r.recordID(), key)
+	}
+	switch st := r.recordState(); st {
+	case StateCreating, StateReady, StateDeleting:
+	default:
+		return r, fmt.Errorf("record has state %.32q; this driver knows %s, %s and %s", st, StateCreating, StateReady, StateDeleting)
+	}
+	return r, nil
+}
+
 // load (re)reads every record file and replaces the indexes. Files that
-// cannot be decoded, that hold another ID than their name, or whose name is
-// already held are returned as Problems and their IDs stay reserved.
+// cannot be read or decoded, or whose name is already held, are returned as
+// Problems and their IDs stay reserved; other stray entries are returned as
+// Problems too.
 func (t *table[T]) load() ([]Problem, error) {
-	files, err := t.dir.load()
+	files, strays, err := t.dir.load()
 	if err != nil {
 		return nil, err
 	}
 	byID := make(map[string]T, len(files))
 	byName := make(map[string]string, len(files))
-	bad := make(map[string]bool)
-	var problems []Problem
+	bad := make(map[string]Problem)
+	cramped := make(map[string]bool)
+	problems := append([]Problem(nil), strays...)
 	for _, f := range files {
-		var r T
-		if err := json.Unmarshal(f.data, &r); err != nil {
-			problems = append(problems, Problem{File: t.dir.file(f.key), Err: err})
-			bad[f.key] = true
-			continue
+		r, err := decodeLoaded[T](f)
+		if err == nil {
+			if other, taken := byName[r.recordName()]; taken {
+				err = fmt.Errorf("name %q is also held by %s %s", r.recordName(), t.kind, other)
+			}
 		}
-		if r.recordID() != f.key {
-			problems = append(problems, Problem{File: t.dir.file(f.key),
-				Err: fmt.Errorf("record holds ID %q, file is named for %q", r.recordID(), f.key)})
-			bad[f.key] = true
-			continue
-		}
-		if other, taken := byName[r.recordName()]; taken {
-			problems = append(problems, Problem{File: t.dir.file(f.key),
-				Err: fmt.Errorf("name %q is also held by %s %s", r.recordName(), t.kind, other)})
-			bad[f.key] = true
+		if err != nil {
+			p := Problem{File: t.dir.file(f.key), ID: f.key, Err: err}
+			problems = append(problems, p)
+			bad[f.key] = p
 			continue
 		}
 		byID[f.key] = r
 		byName[r.recordName()] = f.key
+		// Records in an intent state are finished or rolled back by the
+		// recovery that follows: only ready ones need the room.
+		if f.cramped && r.recordState() == StateReady {
+			cramped[f.key] = true
+		}
 	}
 	t.mu.Lock()
-	t.byID, t.byName, t.problems = byID, byName, bad
+	t.byID, t.byName, t.problems, t.strays, t.cramped = byID, byName, bad, strays, cramped
 	t.mu.Unlock()
 	return problems, nil
+}
+
+func decodeLoaded[T record[T]](f loaded) (T, error) {
+	if f.err != nil {
+		var zero T
+		return zero, f.err
+	}
+	return decode[T](f.key, f.data)
+}
+
+// pad rewrites, padded, the records load found without room to be
+// rewritten in place, and returns how many it rewrote. It stops at the
+// first failure (on a full filesystem: ErrNoSpace); the records left
+// cramped are tried again at the next load.
+func (t *table[T]) pad() (int, error) {
+	t.mu.Lock()
+	keys := make([]string, 0, len(t.cramped))
+	for k := range t.cramped {
+		keys = append(keys, k)
+	}
+	t.mu.Unlock()
+	sort.Strings(keys)
+	for i, k := range keys {
+		t.mu.Lock()
+		r, ok := t.byID[k]
+		t.mu.Unlock()
+		if ok {
+			if err := t.dir.write(k, r); err != nil {
+				return i, err
+			}
+		}
+		t.mu.Lock()
+		delete(t.cramped, k)
+		t.mu.Unlock()
+	}
+	return len(keys), nil
+}
+
+// problemList returns the problems of the last load, record files first.
+func (t *table[T]) problemList() []Problem {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := make([]Problem, 0, len(t.problems)+len(t.strays))
+	for _, p := range t.problems {
+		out = append(out, p)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].File < out[j].File })
+	return append(out, t.strays...)
 }
 
 func (t *table[T]) get(id string) (T, error) {
@@ -87,6 +165,10 @@ func (t *table[T]) get(id string) (T, error) {
 	r, ok := t.byID[id]
 	if !ok {
 		var zero T
+		if p, bad := t.problems[id]; bad {
+			return zero, fmt.Errorf("%s %s: record file %s: %w: %w; it is kept for an operator to repair or remove, then restart the driver",
+				t.kind, id, p.File, p.Err, ErrUnreadable)
+		}
 		return zero, fmt.Errorf("%s %s: %w", t.kind, id, ErrNotFound)
 	}
 	return r.clone(), nil
@@ -128,7 +210,7 @@ func (t *table[T]) put(r T) error {
 	r = r.clone()
 	id, name := r.recordID(), r.recordName()
 	t.mu.Lock()
-	if t.problems[id] {
+	if _, bad := t.problems[id]; bad {
 		t.mu.Unlock()
 		return fmt.Errorf("%s ID %s: its record file %s could not be loaded and is kept for an operator; the ID cannot be reused",
 			t.kind, id, t.dir.file(id))

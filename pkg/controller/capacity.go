@@ -5,6 +5,7 @@ import (
 	"errors"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
+	"github.com/dirvol/dirvol/internal/csierr"
 	"github.com/dirvol/dirvol/pkg/capability"
 	"github.com/dirvol/dirvol/pkg/topology"
 	"github.com/dirvol/dirvol/pkg/volume"
@@ -60,7 +61,7 @@ func (s *Server) GetCapacity(ctx context.Context, req *csi.GetCapacityRequest) (
 		return &csi.GetCapacityResponse{}, nil
 	}
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, csierr.Status(err)
 	}
 	return &csi.GetCapacityResponse{
 		AvailableCapacity: c.Available,

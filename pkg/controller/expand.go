@@ -2,9 +2,9 @@ package controller
 
 import (
 	"context"
-	"errors"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
+	"github.com/dirvol/dirvol/internal/csierr"
 	"github.com/dirvol/dirvol/pkg/volume"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -34,15 +34,16 @@ func (s *Server) ControllerExpandVolume(ctx context.Context, req *csi.Controller
 	if !volume.ValidID(id) {
 		return nil, status.Errorf(codes.NotFound, "%.64q is not a volume ID issued by this driver", id)
 	}
-	if !s.ids.TryLock(id) {
-		return nil, status.Errorf(codes.Aborted, "an operation on volume %s is already in progress", id)
+	unlock, err := s.lock(lockVolumeID(id))
+	if err != nil {
+		return nil, err
 	}
-	defer s.ids.Unlock(id)
+	defer unlock()
 
 	required, limit := req.GetCapacityRange().GetRequiredBytes(), req.GetCapacityRange().GetLimitBytes()
 	here, err := s.vols.Holds(id)
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, csierr.Status(err)
 	}
 	if !here {
 		klog.FromContext(ctx).Info("Volume is not held by this node; the node that holds it grows it in NodeExpandVolume",
@@ -50,11 +51,8 @@ func (s *Server) ControllerExpandVolume(ctx context.Context, req *csi.Controller
 		return &csi.ControllerExpandVolumeResponse{CapacityBytes: required, NodeExpansionRequired: true}, nil
 	}
 	v, err := s.vols.Expand(ctx, id, required, limit)
-	switch {
-	case errors.Is(err, volume.ErrUnknownPool):
-		return nil, unknownPoolStatus(err)
-	case err != nil:
-		return nil, toStatus(err)
+	if err != nil {
+		return nil, csierr.Status(err)
 	}
 	return &csi.ControllerExpandVolumeResponse{CapacityBytes: v.CapacityBytes, NodeExpansionRequired: v.Block}, nil
 }

@@ -85,7 +85,7 @@ func TestControllerExpandVolume(t *testing.T) {
 			return expandReq(fs, 1<<60, 0)
 		}, want: codes.ResourceExhausted, words: []string{"can promise", "filesystem free"}},
 		{name: "busy", req: func(_ *testing.T, e *testEnv, fs, _ string) *csi.ControllerExpandVolumeRequest {
-			e.srv.ids.TryLock(fs)
+			e.srv.locks.TryLock(lockVolumeID(fs))
 			return expandReq(fs, 2<<20, 0)
 		}, want: codes.Aborted},
 		{name: "pool not configured", req: func(t *testing.T, e *testEnv, _, _ string) *csi.ControllerExpandVolumeRequest {

@@ -5,6 +5,7 @@ import (
 	"sort"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
+	"github.com/dirvol/dirvol/internal/csierr"
 	"github.com/dirvol/dirvol/pkg/csihealth"
 	"github.com/dirvol/dirvol/pkg/volume"
 	"google.golang.org/grpc/codes"
@@ -79,7 +80,7 @@ func (s *Server) ControllerGetVolumeHealth(ctx context.Context, req *csi.Control
 	}
 	v, err := s.vols.Get(req.GetVolumeId())
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, csierr.Status(err)
 	}
 	return &csi.ControllerGetVolumeHealthResponse{VolumeHealth: s.health(v)}, nil
 }

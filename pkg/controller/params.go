@@ -101,6 +101,10 @@ func parseParameters(in map[string]string) (parameters, error) {
 			p.pvcName, err = v, checkName(v, dns1123Subdomain, "a Kubernetes object name")
 		case paramPVName:
 			p.pvName, err = v, checkName(v, dns1123Subdomain, "a Kubernetes object name")
+		case "pathTemplate", "pathPattern":
+			// Data is never placed at a path made from a request: the
+			// claim view names it instead (see pool.ViewDir).
+			err = errors.New("volumes are not placed by name; remove it and find a claim's data at <pool>/by-pvc/<namespace>/<claim>/<pv-name> on the node")
 		default:
 			err = fmt.Errorf("unknown parameter (known: %s)", strings.Join(sortedKnown(), ", "))
 		}
@@ -131,6 +135,53 @@ func parseSnapshotParameters(in map[string]string) error {
 		}
 	}
 	return nil
+}
+
+// mutableParameters is a validated set of VolumeAttributesClass parameters
+// (CSI mutable_parameters). The zero value changes nothing.
+type mutableParameters struct {
+	onDelete volume.OnDelete
+}
+
+// parseMutableParameters validates the mutable_parameters of CreateVolume
+// or ControllerModifyVolume. Only onDelete can honestly change on an
+// existing volume: it is a property of the volume's record alone. The pool
+// is where the bytes are, and mode, uid and gid describe the volume's root
+// directory as it was made, after which the pods using it own what is in it:
+// changing them on the root alone would make the class say something the
+// volume's files do not. The PVC and PV names that csi-resizer passes with
+// --extra-modify-metadata are accepted and not used. Every error wraps
+// errBadParameter and names the key.
+func parseMutableParameters(in map[string]string) (mutableParameters, error) {
+	var p mutableParameters
+	for k, v := range in {
+		var err error
+		switch k {
+		case paramOnDelete:
+			p.onDelete = volume.OnDelete(strings.ToLower(v))
+			switch p.onDelete {
+			case volume.OnDeleteDelete, volume.OnDeleteRetain, volume.OnDeleteArchive:
+			default:
+				err = errors.New("must be delete, retain or archive")
+			}
+		case paramPool:
+			err = errors.New("cannot change on an existing volume: the volume's data stays in the pool it was made in; " +
+				"set pool in the StorageClass, not in a VolumeAttributesClass")
+		case paramMode, paramUID, paramGID:
+			err = errors.New("cannot change on an existing volume: it sets the volume's root directory when the volume is made, " +
+				"and the files pods wrote since keep theirs; set it in the StorageClass, or use the pod's fsGroup")
+		case paramPVCNamespace:
+			err = checkName(v, dns1123Label, "a Kubernetes namespace name")
+		case paramPVCName, paramPVName:
+			err = checkName(v, dns1123Subdomain, "a Kubernetes object name")
+		default:
+			err = fmt.Errorf("unknown mutable parameter (the only one is %s)", paramOnDelete)
+		}
+		if err != nil {
+			return mutableParameters{}, fmt.Errorf("mutable parameter %.64q=%.64q: %w: %w", k, v, err, errBadParameter)
+		}
+	}
+	return p, nil
 }
 
 func parseID(v string) (int, error) {

@@ -27,25 +27,14 @@ func (c Config) Validate() error {
 	return nil
 }
 
-// Server implements csi.ControllerServer over a volume.Manager.
-//
-// Locks, each answering Aborted when the key is busy: CreateVolume holds the
-// volume name, and for a restore or clone the source's ID; CreateSnapshot
-// holds the snapshot name and the source volume's ID; DeleteVolume,
-// ControllerExpandVolume and DeleteSnapshot hold the volume or snapshot ID
-// (volume and snapshot IDs have distinct prefixes, so they share one set).
-// The read-only RPCs (ValidateVolumeCapabilities, ListVolumes,
-// ControllerGetVolume, GetCapacity, ControllerGetVolumeHealth,
-// ControllerListVolumeHealth, ListSnapshots, GetSnapshot) take no lock: they
-// read catalog snapshots that are consistent by themselves.
+// Server implements csi.ControllerServer over a volume.Manager. The lock
+// each RPC takes is listed in locks.go.
 type Server struct {
 	csi.UnimplementedControllerServer
 
-	cfg       Config
-	vols      *volume.Manager
-	names     keylock.Locks[string]
-	snapNames keylock.Locks[string]
-	ids       keylock.Locks[string]
+	cfg   Config
+	vols  *volume.Manager
+	locks keylock.Locks[lockKey]
 }
 
 var _ csi.ControllerServer = (*Server)(nil)
@@ -74,6 +63,7 @@ var capabilities = []csi.ControllerServiceCapability_RPC_Type{
 	csi.ControllerServiceCapability_RPC_GET_SNAPSHOT,
 	csi.ControllerServiceCapability_RPC_CLONE_VOLUME,
 	csi.ControllerServiceCapability_RPC_EXPAND_VOLUME,
+	csi.ControllerServiceCapability_RPC_MODIFY_VOLUME,
 }
 
 // ControllerGetCapabilities lists what the controller does. No lock.

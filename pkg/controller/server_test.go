@@ -44,7 +44,14 @@ func (p fixedStat) Stat() (pool.FS, error) { return p.fs, nil }
 func newEnvWith(t *testing.T, wrap func(pool.Pool) pool.Pool) *testEnv {
 	t.Helper()
 	root := t.TempDir()
-	cat, problems, err := catalog.Open(filepath.Join(root, "catalog"))
+	return newEnvAt(t, root, filepath.Join(root, "catalog"), wrap)
+}
+
+// newEnvAt starts a controller over pools under root and the catalog in
+// catDir, reading whatever they already hold, as a restart does.
+func newEnvAt(t *testing.T, root, catDir string, wrap func(pool.Pool) pool.Pool) *testEnv {
+	t.Helper()
+	cat, problems, err := catalog.Open(catDir)
 	if err != nil || len(problems) > 0 {
 		t.Fatalf("catalog.Open: %v %v", err, problems)
 	}
@@ -138,6 +145,7 @@ func TestControllerGetCapabilities(t *testing.T) {
 		csi.ControllerServiceCapability_RPC_GET_SNAPSHOT,
 		csi.ControllerServiceCapability_RPC_CLONE_VOLUME,
 		csi.ControllerServiceCapability_RPC_EXPAND_VOLUME,
+		csi.ControllerServiceCapability_RPC_MODIFY_VOLUME,
 	} {
 		if !got[want] {
 			t.Errorf("capability %v missing", want)

@@ -3,8 +3,10 @@ package controller
 import (
 	"context"
 	"errors"
+	"fmt"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
+	"github.com/dirvol/dirvol/internal/csierr"
 	"github.com/dirvol/dirvol/pkg/topology"
 	"github.com/dirvol/dirvol/pkg/volume"
 	"google.golang.org/grpc/codes"
@@ -32,29 +34,23 @@ func (s *Server) CreateSnapshot(ctx context.Context, req *csi.CreateSnapshotRequ
 			"accessibility_requirements exclude node %q (%s=%s), the node that holds volume %.64q and would hold its snapshot",
 			s.cfg.NodeID, topology.NodeKey, s.cfg.NodeID, src)
 	}
-	if !s.snapNames.TryLock(name) {
-		return nil, status.Errorf(codes.Aborted, "an operation on snapshot name %q is already in progress", name)
+	unlock, err := s.lock(lockSnapshotName(name), lockVolumeID(src))
+	if err != nil {
+		return nil, err
 	}
-	defer s.snapNames.Unlock(name)
-	if !s.ids.TryLock(src) {
-		return nil, status.Errorf(codes.Aborted, "an operation on volume %.64q is already in progress", src)
-	}
-	defer s.ids.Unlock(src)
+	defer unlock()
 
 	snap, err := s.vols.CreateSnapshot(ctx, volume.SnapshotRequest{
 		Name:           name,
 		SourceVolumeID: src,
 		Parameters:     req.GetParameters(),
 	})
-	switch {
-	case errors.Is(err, volume.ErrNotFound):
-		return nil, status.Errorf(codes.NotFound,
-			"%v: the source volume is not on node %q; a snapshot is taken by the driver on the node that holds its volume",
+	if errors.Is(err, volume.ErrNotFound) {
+		err = fmt.Errorf("%w; the source volume is not on node %q: a snapshot is taken by the driver on the node that holds its volume",
 			err, s.cfg.NodeID)
-	case errors.Is(err, volume.ErrUnknownPool):
-		return nil, unknownPoolStatus(err)
-	case err != nil:
-		return nil, toStatus(err)
+	}
+	if err != nil {
+		return nil, csierr.Status(err)
 	}
 	return &csi.CreateSnapshotResponse{Snapshot: s.csiSnapshot(snap)}, nil
 }
@@ -67,20 +63,20 @@ func (s *Server) DeleteSnapshot(ctx context.Context, req *csi.DeleteSnapshotRequ
 		return nil, err
 	}
 	id := req.GetSnapshotId()
-	if !s.ids.TryLock(id) {
-		return nil, status.Errorf(codes.Aborted, "an operation on snapshot %.64q is already in progress", id)
+	unlock, err := s.lock(lockSnapshotID(id))
+	if err != nil {
+		return nil, err
 	}
-	defer s.ids.Unlock(id)
+	defer unlock()
 
-	err := s.vols.DeleteSnapshot(ctx, id)
+	err = s.vols.DeleteSnapshot(ctx, id)
 	switch {
 	case errors.Is(err, volume.ErrSnapshotNotFound):
+		// CSI: deleting a snapshot that does not exist is success.
 		klog.FromContext(ctx).V(2).Info("Snapshot to delete does not exist; nothing to do", "snapshotID", id)
 		return &csi.DeleteSnapshotResponse{}, nil
-	case errors.Is(err, volume.ErrUnknownPool):
-		return nil, unknownPoolStatus(err)
 	case err != nil:
-		return nil, toStatus(err)
+		return nil, csierr.Status(err)
 	}
 	return &csi.DeleteSnapshotResponse{}, nil
 }
@@ -118,7 +114,7 @@ func (s *Server) GetSnapshot(ctx context.Context, req *csi.GetSnapshotRequest) (
 	}
 	sn, err := s.vols.GetSnapshot(req.GetSnapshotId())
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, csierr.Status(err)
 	}
 	return &csi.GetSnapshotResponse{Snapshot: s.csiSnapshot(sn)}, nil
 }

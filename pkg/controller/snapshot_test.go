@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
+	"github.com/dirvol/dirvol/internal/csierr"
 	"github.com/dirvol/dirvol/pkg/catalog"
 	"github.com/dirvol/dirvol/pkg/pool"
 	"github.com/dirvol/dirvol/pkg/topology"
@@ -160,11 +161,11 @@ func TestCreateSnapshot(t *testing.T) {
 			return e.srv.CreateSnapshot(context.Background(), r)
 		}, codes.ResourceExhausted, []string{`"node-a"`}},
 		{"name being created", func(t *testing.T, e *testEnv, vol string) (*csi.CreateSnapshotResponse, error) {
-			e.srv.snapNames.TryLock("snap-1")
+			e.srv.locks.TryLock(lockSnapshotName("snap-1"))
 			return e.srv.CreateSnapshot(context.Background(), snapReq("snap-1", vol))
 		}, codes.Aborted, []string{"snap-1"}},
 		{"volume being deleted", func(t *testing.T, e *testEnv, vol string) (*csi.CreateSnapshotResponse, error) {
-			e.srv.ids.TryLock(vol)
+			e.srv.locks.TryLock(lockVolumeID(vol))
 			return e.srv.CreateSnapshot(context.Background(), snapReq("snap-1", vol))
 		}, codes.Aborted, nil},
 		{"volume in a pool not configured", func(t *testing.T, e *testEnv, vol string) (*csi.CreateSnapshotResponse, error) {
@@ -227,7 +228,7 @@ func TestDeleteSnapshot(t *testing.T) {
 		{name: "traversal", id: func(*testing.T, *testEnv, string) string { return "../../etc" }, want: codes.OK},
 		{name: "volume ID", id: func(_ *testing.T, e *testEnv, _ string) string { return e.vols.List()[0].ID }, want: codes.OK},
 		{name: "busy", id: func(_ *testing.T, e *testEnv, s string) string {
-			e.srv.ids.TryLock(s)
+			e.srv.locks.TryLock(lockSnapshotID(s))
 			return s
 		}, want: codes.Aborted},
 		{name: "pool not configured", id: func(t *testing.T, e *testEnv, _ string) string {
@@ -248,7 +249,7 @@ func TestDeleteSnapshot(t *testing.T) {
 				wantCode(t, err, tc.want)
 			}
 			_, err := e.vols.GetSnapshot(snap)
-			if gone := status.Code(toStatus(err)) == codes.NotFound; gone != tc.removed {
+			if gone := csierr.Code(err) == codes.NotFound; gone != tc.removed {
 				t.Errorf("snapshot removed = %v, want %v", gone, tc.removed)
 			}
 			if !tc.removed && !reflect.DeepEqual(before, tree(t, e.root)) {

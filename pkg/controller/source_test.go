@@ -110,7 +110,7 @@ func TestCreateVolumeFromSource(t *testing.T) {
 			return r
 		}, want: codes.ResourceExhausted, words: []string{`"node-a"`, "node that holds the source", "snapshot"}},
 		{name: "source busy", req: func(s *sourceEnv) *csi.CreateVolumeRequest {
-			s.srv.ids.TryLock(s.snap)
+			s.srv.locks.TryLock(lockSnapshotID(s.snap))
 			return restoreReq("pv-new", s.snap)
 		}, want: codes.Aborted, words: []string{"snapshot"}},
 		{name: "name of a volume from another source", req: func(s *sourceEnv) *csi.CreateVolumeRequest { return cloneReq("pv-src", s.blockVol) },

@@ -40,8 +40,8 @@ func validateCreateVolume(req *csi.CreateVolumeRequest) error {
 			return err
 		}
 	}
-	if len(req.GetMutableParameters()) > 0 {
-		return invalid("mutable_parameters: this driver has no mutable parameters (no MODIFY_VOLUME capability)")
+	if _, err := parseMutableParameters(req.GetMutableParameters()); err != nil {
+		return invalid("%v", err)
 	}
 	return nil
 }
@@ -176,6 +176,16 @@ func validateControllerExpandVolume(req *csi.ControllerExpandVolumeRequest) erro
 		if err := capability.Check(c); err != nil {
 			return invalid("volume_capability: %v", err)
 		}
+	}
+	return nil
+}
+
+func validateControllerModifyVolume(req *csi.ControllerModifyVolumeRequest) error {
+	if req.GetVolumeId() == "" {
+		return invalid("volume_id is required")
+	}
+	if _, err := parseMutableParameters(req.GetMutableParameters()); err != nil {
+		return invalid("%v", err)
 	}
 	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
+	"github.com/dirvol/dirvol/internal/csierr"
 	"github.com/dirvol/dirvol/pkg/capability"
 	"github.com/dirvol/dirvol/pkg/topology"
 	"github.com/dirvol/dirvol/pkg/volume"
@@ -25,7 +26,13 @@ func (s *Server) CreateVolume(ctx context.Context, req *csi.CreateVolumeRequest)
 	}
 	params, err := parseParameters(req.GetParameters())
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, invalid("%v", err)
+	}
+	// The VolumeAttributesClass of the claim, if any, has the last word on
+	// what it sets (checked by validateCreateVolume).
+	mutable, _ := parseMutableParameters(req.GetMutableParameters())
+	if mutable.onDelete != "" {
+		params.onDelete = mutable.onDelete
 	}
 	block, _ := capability.Block(req.GetVolumeCapabilities()) // checked by validateCreateVolume
 	snapID := req.GetVolumeContentSource().GetSnapshot().GetSnapshotId()
@@ -44,16 +51,11 @@ func (s *Server) CreateVolume(ctx context.Context, req *csi.CreateVolumeRequest)
 			"accessibility_requirements exclude node %q, the only node this driver instance provisions on (%s=%s)",
 			s.cfg.NodeID, topology.NodeKey, s.cfg.NodeID)
 	}
-	if !s.names.TryLock(req.GetName()) {
-		return nil, status.Errorf(codes.Aborted, "an operation on volume name %q is already in progress", req.GetName())
+	unlock, err := s.lock(lockVolumeName(req.GetName()), lockSnapshotID(snapID), lockVolumeID(srcVolID)) // at most one source is set
+	if err != nil {
+		return nil, err
 	}
-	defer s.names.Unlock(req.GetName())
-	if src := snapID + srcVolID; src != "" { // at most one is set
-		if !s.ids.TryLock(src) {
-			return nil, status.Errorf(codes.Aborted, "an operation on %s is already in progress", sourceName(snapID, srcVolID))
-		}
-		defer s.ids.Unlock(src)
-	}
+	defer unlock()
 
 	v, err := s.vols.Create(ctx, volume.CreateRequest{
 		Name:             req.GetName(),
@@ -71,12 +73,11 @@ func (s *Server) CreateVolume(ctx context.Context, req *csi.CreateVolumeRequest)
 		SourceVolumeID:   srcVolID,
 	})
 	if errors.Is(err, volume.ErrSourceNotFound) {
-		return nil, status.Errorf(codes.NotFound,
-			"%v: the source is not on node %q; restores and clones are placed on the node that holds the source, so the volume must be provisioned there",
+		err = fmt.Errorf("%w; the source is not on node %q: restores and clones are placed on the node that holds the source, so the volume must be provisioned there",
 			err, s.cfg.NodeID)
 	}
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, csierr.Status(err)
 	}
 	return &csi.CreateVolumeResponse{Volume: s.csiVolume(v)}, nil
 }
@@ -103,25 +104,20 @@ func (s *Server) DeleteVolume(ctx context.Context, req *csi.DeleteVolumeRequest)
 		return nil, err
 	}
 	id := req.GetVolumeId()
-	if !s.ids.TryLock(id) {
-		return nil, status.Errorf(codes.Aborted, "an operation on volume %s is already in progress", id)
+	unlock, err := s.lock(lockVolumeID(id))
+	if err != nil {
+		return nil, err
 	}
-	defer s.ids.Unlock(id)
+	defer unlock()
 
-	err := s.vols.Delete(ctx, id)
+	err = s.vols.Delete(ctx, id)
 	if errors.Is(err, volume.ErrNotFound) {
+		// CSI: deleting a volume that does not exist is success.
 		klog.FromContext(ctx).V(2).Info("Volume to delete does not exist; nothing to do", "volumeID", id)
 		return &csi.DeleteVolumeResponse{}, nil
 	}
-	if errors.Is(err, volume.ErrUnknownPool) {
-		return nil, unknownPoolStatus(err)
-	}
-	if errors.Is(err, volume.ErrInUse) {
-		// Nothing was changed; the CO retries once the volume is unpublished.
-		return nil, status.Error(codes.FailedPrecondition, err.Error())
-	}
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, csierr.Status(err)
 	}
 	return &csi.DeleteVolumeResponse{}, nil
 }
@@ -134,7 +130,7 @@ func (s *Server) ValidateVolumeCapabilities(ctx context.Context, req *csi.Valida
 	}
 	v, err := s.vols.Get(req.GetVolumeId())
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, csierr.Status(err)
 	}
 	block, err := capability.Block(req.GetVolumeCapabilities())
 	if err != nil {
@@ -145,6 +141,9 @@ func (s *Server) ValidateVolumeCapabilities(ctx context.Context, req *csi.Valida
 			"volume %s is a %s volume; it cannot be used with %s access", v.ID, accessName(v.Block), accessName(block))}, nil
 	}
 	if _, err := parseParameters(req.GetParameters()); err != nil {
+		return &csi.ValidateVolumeCapabilitiesResponse{Message: err.Error()}, nil
+	}
+	if _, err := parseMutableParameters(req.GetMutableParameters()); err != nil {
 		return &csi.ValidateVolumeCapabilitiesResponse{Message: err.Error()}, nil
 	}
 	return &csi.ValidateVolumeCapabilitiesResponse{Confirmed: &csi.ValidateVolumeCapabilitiesResponse_Confirmed{
@@ -162,7 +161,7 @@ func (s *Server) ControllerGetVolume(ctx context.Context, req *csi.ControllerGet
 	}
 	v, err := s.vols.Get(req.GetVolumeId())
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, csierr.Status(err)
 	}
 	return &csi.ControllerGetVolumeResponse{
 		Volume: s.csiVolume(v),

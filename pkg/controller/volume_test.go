@@ -61,7 +61,10 @@ func TestValidateCreateVolume(t *testing.T) {
 			r.VolumeContentSource = &csi.VolumeContentSource{Type: &csi.VolumeContentSource_Volume{}}
 		}, codes.InvalidArgument},
 		{"empty content source", func(r *csi.CreateVolumeRequest) { r.VolumeContentSource = &csi.VolumeContentSource{} }, codes.InvalidArgument},
-		{"mutable parameters", func(r *csi.CreateVolumeRequest) { r.MutableParameters = map[string]string{"a": "b"} }, codes.InvalidArgument},
+		{"unknown mutable parameter", func(r *csi.CreateVolumeRequest) { r.MutableParameters = map[string]string{"a": "b"} }, codes.InvalidArgument},
+		{"mutable onDelete", func(r *csi.CreateVolumeRequest) { r.MutableParameters = map[string]string{"onDelete": "archive"} }, codes.OK},
+		{"bad mutable onDelete", func(r *csi.CreateVolumeRequest) { r.MutableParameters = map[string]string{"onDelete": "shred"} }, codes.InvalidArgument},
+		{"mutable pool", func(r *csi.CreateVolumeRequest) { r.MutableParameters = map[string]string{"pool": "fast"} }, codes.InvalidArgument},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -92,6 +95,7 @@ func TestParseParameters(t *testing.T) {
 		{"empty pool", map[string]string{"pool": ""}, false},
 		{"namespace with slash", map[string]string{paramPVCNamespace: "a/b"}, false},
 		{"pvc name dot-dot", map[string]string{paramPVCName: ".."}, false},
+		{"path template", map[string]string{"pathTemplate": "{{ .PVC.Namespace }}/{{ .PVC.Name }}"}, false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -104,6 +108,9 @@ func TestParseParameters(t *testing.T) {
 					if !strings.Contains(err.Error(), k) {
 						t.Errorf("error %q does not name key %q", err, k)
 					}
+				}
+				if _, ok := tc.params["pathTemplate"]; ok && !strings.Contains(err.Error(), "by-pvc") {
+					t.Errorf("error %q does not say where to find a claim's data", err)
 				}
 			}
 		})

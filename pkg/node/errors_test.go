@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/dirvol/dirvol/internal/loopdev"
+	"github.com/dirvol/dirvol/pkg/catalog"
 	"github.com/dirvol/dirvol/pkg/pool"
 	"github.com/dirvol/dirvol/pkg/volume"
 	"golang.org/x/sys/unix"
@@ -15,6 +16,8 @@ import (
 	"google.golang.org/grpc/status"
 )
 
+// The node's own errors get their hints; the core's get the codes the
+// controller gives them (the whole table is tested in internal/csierr).
 func TestToStatus(t *testing.T) {
 	tests := []struct {
 		name string
@@ -30,7 +33,9 @@ func TestToStatus(t *testing.T) {
 		{name: "os error", err: &fs.PathError{Op: "mkdir", Path: "/x", Err: fs.ErrPermission}, want: codes.Internal},
 		// Text that looks like a sentinel's is not the sentinel.
 		{name: "text only", err: errors.New(volume.ErrNotFound.Error()), want: codes.Internal},
-		{name: "unknown pool: start the driver with it again", err: fmt.Errorf("volume v is in pool %q: %w", "gone", volume.ErrUnknownPool), want: codes.FailedPrecondition},
+		{name: "volume's pool not configured at this start", err: fmt.Errorf("volume v is in pool %q: %w", "gone", volume.ErrPoolNotConfigured), want: codes.FailedPrecondition},
+		{name: "unreadable record", err: fmt.Errorf("x: %w", catalog.ErrUnreadable), want: codes.FailedPrecondition},
+		{name: "image pool not mounted", err: fmt.Errorf("x: %w", pool.ErrNotMounted), want: codes.FailedPrecondition},
 		{name: "symbolic link in a target", err: fmt.Errorf("/pods/x: %w", errSymlink), want: codes.InvalidArgument},
 		{name: "file in the middle of a target", err: fmt.Errorf("/pods/x: %w", errNotDir), want: codes.InvalidArgument},
 		{name: "component too long", err: fmt.Errorf("open /pods/x: %w", unix.ENAMETOOLONG), want: codes.InvalidArgument},

@@ -23,6 +23,7 @@ var (
 		goodID, "", "pvc-123", "vol-XYZ", "../../etc", "vol-0123456789abcdef0123456789abcdeg",
 		"vol-0123456789ABCDEF0123456789ABCDEF", "vol-0123456789abcdef0123456789abcdef/..", "vol-\x00",
 		strings.Repeat("v", 300), "vol-0123456789abcdef0123456789abcde\u00e9",
+		"csi-" + strings.Repeat("0f", 32), "csi-" + strings.Repeat("0F", 32), "csi-" + strings.Repeat("0f", 32) + "/..",
 	}
 	seedPaths = []string{
 		goodTP, "", ".", "a/b", "a/../../outside", "/pods/x/../../outside", "/pods/..", "/pods/a\x00b",
@@ -111,7 +112,7 @@ func FuzzValidateNodeUnpublishVolume(f *testing.F) {
 		wantValidatorResult(t, err)
 		if err == nil {
 			wantUsablePath(t, "target_path", target)
-			if !volume.ValidID(id) {
+			if !volume.ValidID(id) && !ephemeralHandle.MatchString(id) {
 				t.Fatalf("volume_id %q accepted", id)
 			}
 		}
@@ -127,7 +128,7 @@ func FuzzValidateNodeGetVolumeStats(f *testing.F) {
 	f.Fuzz(func(t *testing.T, id, path string) {
 		err := validateNodeGetVolumeStats(&csi.NodeGetVolumeStatsRequest{VolumeId: id, VolumePath: path})
 		wantValidatorResult(t, err)
-		if err == nil && (path == "" || !volume.ValidID(id)) {
+		if err == nil && (path == "" || (!volume.ValidID(id) && !ephemeralHandle.MatchString(id))) {
 			t.Fatalf("volume_id %q, volume_path %q accepted", id, path)
 		}
 	})
@@ -256,6 +257,35 @@ func FuzzOpenTarget(f *testing.F) {
 		}
 		if _, err := os.Lstat(filepath.Join(outside, "missing")); err == nil {
 			t.Fatalf("openTarget(%q, %t) created the destination of a dangling link", target, mkParents)
+		}
+	})
+}
+
+func FuzzParseEphemeralAttributes(f *testing.F) {
+	for _, kv := range [][2]string{{"size", "1Gi"}, {"size", "-1"}, {"size", "1e30"}, {"size", "0.5"}, {"pool", "../x"},
+		{"pool", ""}, {"onDelete", "archive"}, {"csi.storage.k8s.io/pod.name", "web-0"}, {"size", "9223372036854775807"}} {
+		f.Add(kv[0], kv[1])
+	}
+	f.Fuzz(func(t *testing.T, k, v string) {
+		a, err := parseEphemeralAttributes(map[string]string{k: v, attrEphemeral: "true"})
+		if err != nil {
+			if st, ok := status.FromError(err); !ok || st.Code() != codes.InvalidArgument {
+				t.Fatalf("refusal %v is not InvalidArgument", err)
+			}
+			return
+		}
+		switch k {
+		case attrSize:
+			if a.bytes <= 0 || a.bytes > maxEphemeralBytes {
+				t.Fatalf("size %q accepted as %d bytes", v, a.bytes)
+			}
+		case attrPool:
+			if a.pool == "" {
+				t.Fatal("empty pool accepted")
+			}
+		case attrEphemeral, attrPodName, attrPodNamespace, attrPodUID, attrServiceAccount:
+		default:
+			t.Fatalf("attribute %q accepted", k)
 		}
 	})
 }

@@ -38,6 +38,9 @@ const targetMode = 0o750
 // single writer, then asked for elsewhere with another mode) is the CO's to
 // refuse, since a mount does not record the access mode it was made for.
 func (s *Server) NodePublishVolume(ctx context.Context, req *csi.NodePublishVolumeRequest) (*csi.NodePublishVolumeResponse, error) {
+	if isEphemeral(req) {
+		return s.publishEphemeral(ctx, req) // see ephemeral.go
+	}
 	if err := validateNodePublishVolume(req); err != nil {
 		return nil, err
 	}

@@ -27,6 +27,10 @@ func (s *Server) NodeGetVolumeStats(ctx context.Context, req *csi.NodeGetVolumeS
 		return nil, err
 	}
 	id, path := req.GetVolumeId(), req.GetVolumePath()
+	if v, ok := s.ephemeralOf(id); ok {
+		// The kubelet asks about an inline volume by its own handle.
+		id = v.ID
+	}
 	v, source, err := s.volumeDir(id)
 	if err != nil {
 		return nil, err

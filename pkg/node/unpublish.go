@@ -37,6 +37,17 @@ func (s *Server) NodeUnpublishVolume(ctx context.Context, req *csi.NodeUnpublish
 		return nil, err
 	}
 	id, target := req.GetVolumeId(), filepath.Clean(req.GetTargetPath())
+	if ephemeralHandle.MatchString(id) {
+		// An inline volume: unpublished and deleted while it is
+		// recorded (see ephemeral.go); once it is gone, the target is
+		// treated as that of an unknown volume.
+		if !s.vols.Ready() {
+			return nil, toStatus(fmt.Errorf("inline volume %s: %w; retry shortly", id, volume.ErrNotReady))
+		}
+		if v, ok := s.ephemeralOf(id); ok {
+			return s.unpublishEphemeral(ctx, req, v)
+		}
+	}
 	unlock, err := s.lockPublish(id, target)
 	if err != nil {
 		return nil, err

@@ -21,6 +21,15 @@ func invalid(format string, args ...any) error {
 }
 
 func validateNodePublishVolume(req *csi.NodePublishVolumeRequest) error {
+	if err := validatePublishShape(req); err != nil {
+		return err
+	}
+	return checkID(req.GetVolumeId())
+}
+
+// validatePublishShape is validateNodePublishVolume but for the shape of
+// the volume ID, which for an inline volume is the kubelet's.
+func validatePublishShape(req *csi.NodePublishVolumeRequest) error {
 	if req.GetVolumeId() == "" {
 		return invalid("volume_id is required")
 	}
@@ -40,7 +49,7 @@ func validateNodePublishVolume(req *csi.NodePublishVolumeRequest) error {
 		return invalid("volume_capability.mount.mount_flags has \"rw\" but the publish is read-only (readonly=%t, access mode %s); drop the flag",
 			req.GetReadonly(), c.GetAccessMode().GetMode())
 	}
-	return checkID(req.GetVolumeId())
+	return nil
 }
 
 func validateNodeUnpublishVolume(req *csi.NodeUnpublishVolumeRequest) error {
@@ -49,6 +58,11 @@ func validateNodeUnpublishVolume(req *csi.NodeUnpublishVolumeRequest) error {
 	}
 	if err := checkPath("target_path", req.GetTargetPath()); err != nil {
 		return err
+	}
+	if ephemeralHandle.MatchString(req.GetVolumeId()) {
+		// An inline volume's: unpublished like an unknown volume once
+		// its record is gone, so that the kubelet's retries succeed.
+		return nil
 	}
 	return checkID(req.GetVolumeId())
 }
@@ -61,6 +75,9 @@ func validateNodeGetVolumeStats(req *csi.NodeGetVolumeStatsRequest) error {
 	}
 	if req.GetVolumePath() == "" {
 		return invalid("volume_path is required")
+	}
+	if ephemeralHandle.MatchString(req.GetVolumeId()) {
+		return nil // an inline volume's, looked up by name
 	}
 	return checkID(req.GetVolumeId())
 }

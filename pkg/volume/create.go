@@ -63,8 +63,15 @@ func (m *Manager) Create(ctx context.Context, req CreateRequest) (Volume, error)
 	}
 	// A retry is answered from the record alone, so that it succeeds even
 	// when the source has been deleted since the first call.
-	if existing, err := m.cat.GetByName(req.Name); err == nil {
+	if existing, err := m.cat.GetByName(req.Name); err == nil && existing.State != catalog.StateCreating {
 		return m.sameVolume(existing, req)
+	} else if err == nil {
+		// Left "creating" by a create that failed and could not roll
+		// back (say, on a pool that was read-only for a while): never
+		// returned, so it is rolled back now and the name made anew.
+		if err := m.rollbackStale(ctx, existing); err != nil {
+			return Volume{}, err
+		}
 	} else if !errors.Is(err, catalog.ErrNotFound) {
 		return Volume{}, err
 	}
@@ -106,6 +113,10 @@ func (m *Manager) Create(ctx context.Context, req CreateRequest) (Volume, error)
 	if err := m.ledger.reserve(v.ID, v.Pool, size, fs.AvailableBytes); err != nil {
 		return Volume{}, err
 	}
+	// Marks the record in flight until this call returns: a concurrent
+	// create of the name answers ErrBusy instead of rolling it back.
+	m.creating.TryLock(v.ID) // a fresh ID: always free
+	defer m.creating.Unlock(v.ID)
 	if err := m.cat.Put(v); err != nil {
 		m.ledger.remove(v.ID)
 		if errors.Is(err, catalog.ErrNameTaken) {
@@ -118,6 +129,10 @@ func (m *Manager) Create(ctx context.Context, req CreateRequest) (Volume, error)
 	if err := p.Create(v.ID, spec); err != nil {
 		return Volume{}, m.rollbackCreate(ctx, p, v, fmt.Errorf("make volume %s in pool %q: %w", v.ID, v.Pool, poolErr(err)))
 	}
+	// Before the record says ready, so that a volume CreateVolume returned
+	// has its entry; a crash from here on leaves an entry recovery removes
+	// with the unfinished volume.
+	linkView(ctx, p, v)
 	v.State = catalog.StateReady
 	if err := m.cat.Put(v); err != nil {
 		return Volume{}, m.rollbackCreate(ctx, p, v, err)
@@ -230,17 +245,39 @@ func describeSource(snapshotID, volumeID string) string {
 	return "none"
 }
 
+// rollbackStale rolls back a volume left "creating" by a failed create of
+// this process whose own rollback failed. It answers ErrBusy when the create
+// is still in flight, and the rollback's error, which says what to fix, when
+// the pool still refuses.
+func (m *Manager) rollbackStale(ctx context.Context, v Volume) error {
+	if !m.creating.TryLock(v.ID) {
+		return fmt.Errorf("volume %q (%s) is being created by another request: %w", v.Name, v.ID, ErrBusy)
+	}
+	defer m.creating.Unlock(v.ID)
+	p, ok := m.pools[v.Pool]
+	if !ok {
+		return fmt.Errorf("volume %q (%s) was left half-made: %w", v.Name, v.ID, poolGone("it", v.Pool))
+	}
+	if err := m.rollbackUnfinished(ctx, p, v); err != nil {
+		return fmt.Errorf("volume %q: an earlier attempt failed and what it left cannot be removed yet; retry once pool %q accepts writes: %w",
+			v.Name, v.Pool, poolErr(err))
+	}
+	klog.FromContext(ctx).Info("Rolled back an earlier failed create before trying again", "volumeID", v.ID, "name", v.Name)
+	return nil
+}
+
 // rollbackCreate undoes a create that failed after its intent was recorded.
-// If the rollback itself fails, the "creating" record stays and the next
-// start finishes the job.
+// If the rollback itself fails, the "creating" record stays: a retry of the
+// same name (rollbackStale) or the next start finishes the job.
 func (m *Manager) rollbackCreate(ctx context.Context, p pool.Pool, v Volume, cause error) error {
 	logger := klog.FromContext(ctx)
+	unlinkView(ctx, p, v)
 	if err := p.Remove(v.ID); err != nil {
-		logger.Error(err, "Cannot roll back a failed create; recovery will retry", "volumeID", v.ID)
+		logger.Error(err, "Cannot roll back a failed create; a retry of the same name or the next start finishes it", "volumeID", v.ID)
 		return cause
 	}
 	if err := m.cat.Delete(v.ID); err != nil {
-		logger.Error(err, "Cannot remove the record of a failed create; recovery will retry", "volumeID", v.ID)
+		logger.Error(err, "Cannot remove the record of a failed create; a retry of the same name or the next start finishes it", "volumeID", v.ID)
 		return cause
 	}
 	m.ledger.remove(v.ID)

@@ -140,6 +140,9 @@ func TestCreateBusy(t *testing.T) {
 			if err := m.cat.Put(record(id(1), "pv-1", "default", state, OnDeleteDelete)); err != nil {
 				t.Fatal(err)
 			}
+			if state == catalog.StateCreating {
+				m.creating.TryLock(id(1)) // its Create is in flight
+			}
 			if _, err := m.Create(context.Background(), request("pv-1")); !errors.Is(err, ErrBusy) {
 				t.Errorf("Create = %v, want ErrBusy", err)
 			}

@@ -44,7 +44,7 @@ func (m *Manager) Delete(ctx context.Context, id string) error {
 	if !ok {
 		// Checked before recording the intent, so the volume stays as it
 		// was until the pool is configured again.
-		return fmt.Errorf("volume %s is in pool %q: %w", v.ID, v.Pool, ErrUnknownPool)
+		return poolGone("volume "+v.ID, v.Pool)
 	}
 	if err := m.checkUnused(v, p); err != nil {
 		return err
@@ -116,12 +116,15 @@ func (m *Manager) finishDelete(ctx context.Context, v Volume) error {
 	logger := klog.FromContext(ctx)
 	p, ok := m.pools[v.Pool]
 	if !ok {
-		return fmt.Errorf("volume %s is in pool %q: %w", v.ID, v.Pool, ErrUnknownPool)
+		return poolGone("volume "+v.ID, v.Pool)
 	}
 	path, err := p.Path(v.ID)
 	if err != nil {
 		return err
 	}
+	// The entry goes first, so that it never points to data being removed
+	// or moved; a retained or archived volume is no longer the claim's.
+	unlinkView(ctx, p, v)
 	switch OnDelete(v.OnDelete) {
 	case OnDeleteRetain:
 		err = p.Retain(v.ID, pool.RetainNote{

@@ -28,8 +28,14 @@ var (
 	ErrOutOfRange = errors.New("size out of range")
 	// ErrNoSpace means the pool cannot promise the requested size.
 	ErrNoSpace = errors.New("not enough space in pool")
-	// ErrUnknownPool means the requested pool is not configured.
+	// ErrUnknownPool means a request names a pool that is not configured
+	// on this node: the request (its StorageClass) is wrong for this node.
 	ErrUnknownPool = errors.New("unknown pool")
+	// ErrPoolNotConfigured means an existing volume or snapshot is in a
+	// pool this start of the driver was not given: nothing is wrong with
+	// the request, and nothing was changed; the node must be started with
+	// that pool again.
+	ErrPoolNotConfigured = errors.New("pool not configured at this start")
 	// ErrBusy means the volume or snapshot is in the middle of another
 	// operation.
 	ErrBusy = errors.New("busy with another operation")
@@ -49,4 +55,11 @@ func poolErr(err error) error {
 		return fmt.Errorf("%w: %w", ErrNoSpace, err)
 	}
 	return err
+}
+
+// poolGone says that what (a volume or snapshot) is in a pool this start was
+// not given, and what to do about it.
+func poolGone(what, poolName string) error {
+	return fmt.Errorf("%s is in pool %q, which is not configured on this node; start the driver with --pool name=%s,path=... again, then retry: %w",
+		what, poolName, poolName, ErrPoolNotConfigured)
 }

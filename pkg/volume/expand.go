@@ -46,7 +46,7 @@ func (m *Manager) Expand(ctx context.Context, id string, requiredBytes, limitByt
 	}
 	p, ok := m.pools[v.Pool]
 	if !ok {
-		return Volume{}, fmt.Errorf("volume %s is in pool %q: %w", v.ID, v.Pool, ErrUnknownPool)
+		return Volume{}, poolGone("volume "+v.ID, v.Pool)
 	}
 	if limitBytes > 0 && limitBytes < v.CapacityBytes {
 		return Volume{}, fmt.Errorf("capacity_range.limit_bytes %s is below the current size %s of volume %s; volumes cannot shrink: %w",
@@ -105,7 +105,7 @@ func (m *Manager) Holds(id string) (bool, error) {
 func (m *Manager) BlockPath(v Volume) (string, error) {
 	p, ok := m.pools[v.Pool]
 	if !ok {
-		return "", fmt.Errorf("volume %s is in pool %q: %w", v.ID, v.Pool, ErrUnknownPool)
+		return "", poolGone("volume "+v.ID, v.Pool)
 	}
 	return p.BlockPath(v.ID)
 }

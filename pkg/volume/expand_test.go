@@ -103,7 +103,7 @@ func TestExpandRefused(t *testing.T) {
 		{"", ErrNotFound},
 		{id(1), ErrBusy},
 		{id(2), ErrNotFound},
-		{id(3), ErrUnknownPool},
+		{id(3), ErrPoolNotConfigured},
 	} {
 		if _, err := m.Expand(context.Background(), tc.id, 20<<20, 0); !errors.Is(err, tc.want) {
 			t.Errorf("Expand(%q) = %v, want %v", tc.id, err, tc.want)

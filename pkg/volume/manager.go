@@ -33,6 +33,10 @@ type Manager struct {
 	ready           atomic.Bool
 	// expanding holds the IDs of volumes being expanded.
 	expanding keylock.Locks[string]
+	// creating holds the IDs of volumes and snapshots whose create is in
+	// flight; a "creating" record whose ID is not here was left by a
+	// failed create and is rolled back by a retry of its name.
+	creating keylock.Locks[string]
 
 	// inUse, when set, is asked before a volume's data is removed.
 	inUse UseChecker
@@ -154,7 +158,7 @@ func (m *Manager) Hold(id string) (release func(), err error) {
 func (m *Manager) Path(v Volume) (string, error) {
 	p, ok := m.pools[v.Pool]
 	if !ok {
-		return "", fmt.Errorf("volume %s is in pool %q: %w", v.ID, v.Pool, ErrUnknownPool)
+		return "", poolGone("volume "+v.ID, v.Pool)
 	}
 	return p.Path(v.ID)
 }
@@ -163,7 +167,7 @@ func (m *Manager) Path(v Volume) (string, error) {
 func (m *Manager) Usage(v Volume) (pool.Usage, error) {
 	p, ok := m.pools[v.Pool]
 	if !ok {
-		return pool.Usage{}, fmt.Errorf("volume %s is in pool %q: %w", v.ID, v.Pool, ErrUnknownPool)
+		return pool.Usage{}, poolGone("volume "+v.ID, v.Pool)
 	}
 	u, err := p.Usage(v.ID)
 	if err != nil {
@@ -177,7 +181,7 @@ func (m *Manager) Usage(v Volume) (pool.Usage, error) {
 func (m *Manager) FS(v Volume) (pool.FS, error) {
 	p, ok := m.pools[v.Pool]
 	if !ok {
-		return pool.FS{}, fmt.Errorf("volume %s is in pool %q: %w", v.ID, v.Pool, ErrUnknownPool)
+		return pool.FS{}, poolGone("volume "+v.ID, v.Pool)
 	}
 	return p.Stat()
 }
@@ -315,6 +319,12 @@ func (m *Manager) Orphans() []Orphan {
 	defer m.orphansMu.Unlock()
 	return append([]Orphan(nil), m.orphans...)
 }
+
+// CatalogProblems returns the catalog entries the last recovery could not
+// understand: record files that cannot be read or decoded (their volumes
+// are neither served nor deleted, their IDs never reused) and stray
+// entries. They are left in place for an operator.
+func (m *Manager) CatalogProblems() []catalog.Problem { return m.cat.Problems() }
 
 // poolCheckInterval is how often Run checks the pools. A check is one
 // tree search per btrfs pool, so a short interval costs nothing, and a

@@ -296,8 +296,8 @@ func TestConditionPathFS(t *testing.T) {
 		"FS":    func() error { _, err := m.FS(lost); return err },
 		"Usage": func() error { _, err := m.Usage(lost); return err },
 	} {
-		if err := f(); !errors.Is(err, ErrUnknownPool) {
-			t.Errorf("%s in an unknown pool = %v, want ErrUnknownPool", name, err)
+		if err := f(); !errors.Is(err, ErrPoolNotConfigured) {
+			t.Errorf("%s in an unknown pool = %v, want ErrPoolNotConfigured", name, err)
 		}
 	}
 }

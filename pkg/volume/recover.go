@@ -19,19 +19,34 @@ import (
 //   - a snapshot left "creating" was never returned: its directory and
 //     record are removed; one left "deleting" has its removal finished;
 //   - a directory under volumes/ or snapshots/ that no record owns is
-//     reported as an orphan (log and Orphans), never deleted.
+//     reported as an orphan (log and Orphans), never deleted;
+//   - each pool's claim view is made to match the catalog (repairView).
 func (m *Manager) Recover(ctx context.Context) error {
 	logger := klog.FromContext(ctx)
 	problems, err := m.cat.Load()
 	if err != nil {
 		return fmt.Errorf("load volume catalog: %w", err)
 	}
-	for _, p := range problems {
-		logger.Error(p.Err, "Catalog record cannot be read; it is left in place and its volume is not served", "file", p.File)
+	// Before anything is served, so that no RPC writes a record meanwhile.
+	if n, err := m.cat.Pad(); err != nil {
+		logger.Error(err, "Cannot give every catalog record the room to record a delete in place; on a full filesystem, deleting those volumes fails until there is space; retried at next start",
+			"padded", n)
+	} else if n > 0 {
+		logger.Info("Rewrote catalog records of an earlier version with room to record a delete in place on a full filesystem", "records", n)
 	}
 	owned := make(map[string]map[string]bool, len(m.pools))
 	for name := range m.pools {
 		owned[name] = make(map[string]bool)
+	}
+	for _, p := range problems {
+		logger.Error(p.Err, "Catalog entry cannot be understood; it is left in place for an operator, and a record's volume is neither served nor deleted and its ID not reused", "file", p.File)
+		// The record's pool is unknown: its ID's directory in any pool is
+		// reported with the record, not again as an orphan.
+		for name := range m.pools {
+			if p.ID != "" {
+				owned[name][p.ID] = true
+			}
+		}
 	}
 	var ready, rolledBack, finished, stuck int
 	for _, v := range m.cat.List() {
@@ -51,7 +66,7 @@ func (m *Manager) Recover(ctx context.Context) error {
 		}
 		switch v.State {
 		case catalog.StateCreating:
-			if err := m.rollbackUnfinished(p, v); err != nil {
+			if err := m.rollbackUnfinished(ctx, p, v); err != nil {
 				// One stuck volume must not keep the whole node from
 				// serving: the record stays "creating", so the volume is
 				// not listed and the next start tries again.
@@ -78,8 +93,11 @@ func (m *Manager) Recover(ctx context.Context) error {
 	}
 	snaps := m.recoverSnapshots(ctx)
 	var orphans []Orphan
+	var view viewRepair
 	for _, name := range m.PoolNames() {
 		p := m.pools[name]
+		r := m.repairView(ctx, p)
+		view.kept, view.added, view.removed, view.blocked = view.kept+r.kept, view.added+r.added, view.removed+r.removed, view.blocked+r.blocked
 		if err := p.PurgeTrash(); err != nil {
 			logger.Error(err, "Cannot finish removals left in the pool's trash", "pool", name)
 		}
@@ -101,20 +119,22 @@ func (m *Manager) Recover(ctx context.Context) error {
 			logger.Info("Directory in pool has no volume record; left untouched for an operator",
 				"pool", name, "path", path)
 		}
-		orphans = append(orphans, snapshotOrphans(logger, p, snaps.owned[name])...)
+		orphans = append(orphans, snapshotOrphans(logger, p, snaps.owned[name], owned[name])...)
 	}
 	m.orphansMu.Lock()
 	m.orphans = orphans
 	m.orphansMu.Unlock()
 	m.ready.Store(true)
-	logger.Info("Volume catalog recovered", "volumes", ready, "rolledBackCreates", rolledBack,
+	logger.Info("Volume catalog recovered", "volumes", ready, "catalogProblems", len(problems), "rolledBackCreates", rolledBack,
 		"finishedDeletes", finished, "stuckOperations", stuck+snaps.stuck, "orphanDirectories", len(orphans),
-		"snapshots", snaps.ready, "rolledBackSnapshots", snaps.rolledBack, "finishedSnapshotDeletes", snaps.finished)
+		"snapshots", snaps.ready, "rolledBackSnapshots", snaps.rolledBack, "finishedSnapshotDeletes", snaps.finished,
+		"claimViewEntries", view.kept+view.added, "claimViewAdded", view.added, "claimViewRemoved", view.removed, "claimViewBlocked", view.blocked)
 	return nil
 }
 
 // rollbackUnfinished removes a volume that was never returned to the CO.
-func (m *Manager) rollbackUnfinished(p pool.Pool, v Volume) error {
+func (m *Manager) rollbackUnfinished(ctx context.Context, p pool.Pool, v Volume) error {
+	unlinkView(ctx, p, v)
 	if err := p.Remove(v.ID); err != nil {
 		return fmt.Errorf("roll back unfinished create of %s: %w", v.ID, err)
 	}
@@ -175,8 +195,9 @@ func (m *Manager) recoverSnapshots(ctx context.Context) snapshotRecovery {
 	return r
 }
 
-// snapshotOrphans reports the snapshot directories of p that no record owns.
-func snapshotOrphans(logger klog.Logger, p pool.Pool, owned map[string]bool) []Orphan {
+// snapshotOrphans reports the snapshot directories of p that no record owns
+// (in owned or alsoOwned).
+func snapshotOrphans(logger klog.Logger, p pool.Pool, owned, alsoOwned map[string]bool) []Orphan {
 	dirs, err := p.ScanSnapshots()
 	if err != nil {
 		logger.Error(err, "Cannot scan pool for snapshot directories without a record", "pool", p.Name())
@@ -184,7 +205,7 @@ func snapshotOrphans(logger klog.Logger, p pool.Pool, owned map[string]bool) []O
 	}
 	var out []Orphan
 	for _, dir := range dirs {
-		if owned[dir] {
+		if owned[dir] || alsoOwned[dir] {
 			continue
 		}
 		// The name comes from the pool's own directory listing; the path

@@ -35,8 +35,14 @@ func (m *Manager) CreateSnapshot(ctx context.Context, req SnapshotRequest) (Snap
 	if !m.Ready() {
 		return Snapshot{}, ErrNotReady
 	}
-	if existing, err := m.cat.GetSnapshotByName(req.Name); err == nil {
+	if existing, err := m.cat.GetSnapshotByName(req.Name); err == nil && existing.State != catalog.StateCreating {
 		return sameSnapshot(existing, req)
+	} else if err == nil {
+		// Left "creating" by a failed snapshot whose rollback failed too:
+		// never returned, so rolled back now and the name taken anew.
+		if err := m.rollbackStaleSnapshot(ctx, existing); err != nil {
+			return Snapshot{}, err
+		}
 	} else if !errors.Is(err, catalog.ErrNotFound) {
 		return Snapshot{}, err
 	}
@@ -46,7 +52,7 @@ func (m *Manager) CreateSnapshot(ctx context.Context, req SnapshotRequest) (Snap
 	}
 	p, ok := m.pools[src.Pool]
 	if !ok {
-		return Snapshot{}, fmt.Errorf("volume %s is in pool %q: %w", src.ID, src.Pool, ErrUnknownPool)
+		return Snapshot{}, poolGone("volume "+src.ID, src.Pool)
 	}
 	s := Snapshot{
 		ID:             newSnapshotID(),
@@ -59,6 +65,8 @@ func (m *Manager) CreateSnapshot(ctx context.Context, req SnapshotRequest) (Snap
 		State:          catalog.StateCreating,
 		Parameters:     maps.Clone(req.Parameters),
 	}
+	m.creating.TryLock(s.ID) // a fresh ID: always free
+	defer m.creating.Unlock(s.ID)
 	if err := m.cat.PutSnapshot(s); err != nil {
 		if errors.Is(err, catalog.ErrNameTaken) {
 			return Snapshot{}, fmt.Errorf("snapshot %q is being created by another request: %w", req.Name, ErrBusy)
@@ -91,17 +99,36 @@ func sameSnapshot(s Snapshot, req SnapshotRequest) (Snapshot, error) {
 	return s, nil
 }
 
+// rollbackStaleSnapshot is rollbackStale for snapshots.
+func (m *Manager) rollbackStaleSnapshot(ctx context.Context, s Snapshot) error {
+	if !m.creating.TryLock(s.ID) {
+		return fmt.Errorf("snapshot %q (%s) is being created by another request: %w", s.Name, s.ID, ErrBusy)
+	}
+	defer m.creating.Unlock(s.ID)
+	p, ok := m.pools[s.Pool]
+	if !ok {
+		return fmt.Errorf("snapshot %q (%s) was left half-made: %w", s.Name, s.ID, poolGone("it", s.Pool))
+	}
+	if err := m.removeSnapshot(p, s); err != nil {
+		return fmt.Errorf("snapshot %q: an earlier attempt failed and what it left cannot be removed yet; retry once pool %q accepts writes: %w",
+			s.Name, s.Pool, poolErr(err))
+	}
+	klog.FromContext(ctx).Info("Rolled back an earlier failed snapshot before trying again", "snapshotID", s.ID, "name", s.Name)
+	return nil
+}
+
 // rollbackSnapshot undoes a snapshot that failed after its intent was
-// recorded. If the rollback itself fails, the "creating" record stays and
-// the next start finishes the job.
+// recorded. If the rollback itself fails, the "creating" record stays: a
+// retry of the same name (rollbackStaleSnapshot) or the next start
+// finishes the job.
 func (m *Manager) rollbackSnapshot(ctx context.Context, p pool.Pool, s Snapshot, cause error) error {
 	logger := klog.FromContext(ctx)
 	if err := p.RemoveSnapshot(s.ID); err != nil {
-		logger.Error(err, "Cannot roll back a failed snapshot; recovery will retry", "snapshotID", s.ID)
+		logger.Error(err, "Cannot roll back a failed snapshot; a retry of the same name or the next start finishes it", "snapshotID", s.ID)
 		return cause
 	}
 	if err := m.cat.DeleteSnapshot(s.ID); err != nil {
-		logger.Error(err, "Cannot remove the record of a failed snapshot; recovery will retry", "snapshotID", s.ID)
+		logger.Error(err, "Cannot remove the record of a failed snapshot; a retry of the same name or the next start finishes it", "snapshotID", s.ID)
 	}
 	return cause
 }
@@ -132,7 +159,7 @@ func (m *Manager) DeleteSnapshot(ctx context.Context, id string) error {
 	if !ok {
 		// Checked before recording the intent, so the snapshot stays as it
 		// was until the pool is configured again.
-		return fmt.Errorf("snapshot %s is in pool %q: %w", s.ID, s.Pool, ErrUnknownPool)
+		return poolGone("snapshot "+s.ID, s.Pool)
 	}
 	if s.State != catalog.StateDeleting {
 		s.State = catalog.StateDeleting

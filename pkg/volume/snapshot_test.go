@@ -106,7 +106,7 @@ func TestCreateSnapshotRefused(t *testing.T) {
 			v.Pool = "gone"
 			_ = m.cat.Put(v)
 			return v.ID
-		}, ErrUnknownPool},
+		}, ErrPoolNotConfigured},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -271,10 +271,11 @@ func TestDeleteSnapshotBusyOrUnknownPool(t *testing.T) {
 	if err := m.DeleteSnapshot(context.Background(), creating.ID); !errors.Is(err, ErrBusy) {
 		t.Errorf("DeleteSnapshot of a snapshot being created = %v, want ErrBusy", err)
 	}
-	if err := m.DeleteSnapshot(context.Background(), gone.ID); !errors.Is(err, ErrUnknownPool) {
-		t.Errorf("DeleteSnapshot in an unconfigured pool = %v, want ErrUnknownPool", err)
+	if err := m.DeleteSnapshot(context.Background(), gone.ID); !errors.Is(err, ErrPoolNotConfigured) {
+		t.Errorf("DeleteSnapshot in an unconfigured pool = %v, want ErrPoolNotConfigured", err)
 	}
 	sameTree(t, "disk", before, tree(t, e.root))
+	m.creating.TryLock(creating.ID) // its CreateSnapshot is in flight
 	if _, err := m.CreateSnapshot(context.Background(), snapRequest("s-1", id(1))); !errors.Is(err, ErrBusy) {
 		t.Errorf("CreateSnapshot of a name being created = %v, want ErrBusy", err)
 	}

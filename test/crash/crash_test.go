@@ -1,6 +1,6 @@
 // Package crash kills the real dirvol binary with SIGKILL in the middle of
-// bursts of CreateVolume, DeleteVolume, CreateSnapshot, DeleteSnapshot and
-// restores from snapshots, restarts it on the same data dir and checks the
+// bursts of CreateVolume, DeleteVolume, CreateSnapshot, DeleteSnapshot,
+// restores from snapshots and ControllerModifyVolume (onDelete), restarts it on the same data dir and checks the
 // catalog invariants of the design: nothing the driver acknowledged is
 // lost, nothing whose delete it confirmed comes back, and no half-made or
 // half-deleted volume, snapshot, record or directory is left behind.
@@ -37,11 +37,36 @@ const (
 // then onDelete=retain, then onDelete=archive.
 var policies = []string{"delete", "retain", "archive"}
 
-func parametersFor(policy string) map[string]string {
-	if policy == "delete" {
+// claimNames is how many claim names each worker's namespace cycles
+// through, so that claims are made again under the name of one whose
+// volume is still live or retained, as a PVC recreated while its old
+// PersistentVolume is kept.
+const claimNames = 3
+
+// parameters are what the provisioner sends for v: its reclaim policy
+// (none for onDelete=delete) and, with --extra-create-metadata, its claim.
+func (v *vol) parameters() map[string]string {
+	p := map[string]string{}
+	if v.policy != "delete" {
+		p["onDelete"] = v.policy
+	}
+	if v.namespace != "" {
+		p["csi.storage.k8s.io/pvc/namespace"] = v.namespace
+		p["csi.storage.k8s.io/pvc/name"] = v.claim
+		p["csi.storage.k8s.io/pv/name"] = v.name
+	}
+	if len(p) == 0 {
 		return nil
 	}
-	return map[string]string{"onDelete": policy}
+	return p
+}
+
+// archivePrefix is how an archive of v is named, up to its time stamp.
+func (v *vol) archivePrefix() string {
+	if v.namespace != "" {
+		return v.namespace + "_" + v.claim + "_" + v.name + "_"
+	}
+	return v.name + "_"
 }
 
 // volState is what the test knows about a volume.
@@ -62,11 +87,16 @@ const (
 // uncertain and no record of it has been seen.
 type vol struct {
 	name, policy string
-	owner        int
-	id           string
-	state        volState
+	// namespace and claim are the PVC v is made for; empty for none.
+	namespace, claim string
+	owner            int
+	id               string
+	state            volState
 	// from is the snapshot a restored volume is made from.
 	from *snap
+	// modifyTo is the policy of a ControllerModifyVolume cut off by a
+	// kill (or failed): until it is retried, the volume may have either.
+	modifyTo string
 }
 
 // model is the test's view of every volume, shared by the workers. Each
@@ -85,6 +115,7 @@ type stats struct {
 	creates, createsOK, retries, deletes, deletesOK, kills  int
 	restores, restoresOK                                    int
 	snaps, snapsOK, snapRetries, snapDeletes, snapDeletesOK int
+	modifies, modifiesOK, modifyRetries                     int
 }
 
 // newVol registers a volume about to be created by worker w.
@@ -93,9 +124,11 @@ func (m *model) newVol(w, round int) *vol {
 	defer m.mu.Unlock()
 	m.seq++
 	v := &vol{
-		name:   fmt.Sprintf("crash-r%d-w%d-%d", round, w, m.seq),
-		policy: policies[m.seq%len(policies)],
-		owner:  w,
+		name:      fmt.Sprintf("crash-r%d-w%d-%d", round, w, m.seq),
+		policy:    policies[m.seq%len(policies)],
+		owner:     w,
+		namespace: fmt.Sprintf("ns-%d", w),
+		claim:     fmt.Sprintf("claim-%d", m.seq%claimNames),
 	}
 	m.vols = append(m.vols, v)
 	m.stats.creates++
@@ -172,8 +205,9 @@ func (wl *workload) run(w int, rng *rand.Rand) {
 
 // step runs one operation of worker w, on its own volumes and snapshots
 // only: out of ten, three delete a volume, two snapshot one, one deletes a
-// snapshot, one restores a snapshot into a new volume, and the rest (or an
-// operation that finds nothing to work on) create a volume. Deleting a
+// snapshot, one restores a snapshot into a new volume, one changes a
+// volume's reclaim policy, and the rest (or an operation that finds nothing
+// to work on) create a volume. Deleting a
 // volume leaves its snapshots live.
 func (wl *workload) step(w int, rng *rand.Rand) bool {
 	switch r := rng.IntN(10); {
@@ -192,6 +226,10 @@ func (wl *workload) step(w int, rng *rand.Rand) bool {
 	case r < 7:
 		if s := wl.m.pickLiveSnap(w, rng, false); s != nil {
 			return wl.create(wl.m.newRestore(w, wl.round, s))
+		}
+	case r < 8:
+		if v := wl.m.pickLive(w, rng); v != nil {
+			return wl.modify(v, policies[rng.IntN(len(policies))])
 		}
 	}
 	return wl.create(wl.m.newVol(w, wl.round))
@@ -221,7 +259,7 @@ func createRequest(v *vol) *csi.CreateVolumeRequest {
 			AccessType: &csi.VolumeCapability_Mount{Mount: &csi.VolumeCapability_MountVolume{}},
 			AccessMode: &csi.VolumeCapability_AccessMode{Mode: csi.VolumeCapability_AccessMode_SINGLE_NODE_WRITER},
 		}},
-		Parameters: parametersFor(v.policy),
+		Parameters: v.parameters(),
 	}
 }
 
@@ -318,9 +356,11 @@ func TestCrashRecovery(t *testing.T) {
 		burst(t, h, m, round, seed, delay)
 		h.start()
 		checkInvariants(t, h, m)
+		checkView(t, h)
 		checkSnapshots(t, h, m)
 		resolveUncertain(t, h, m)
 		resolveUncertainSnapshots(t, h, m)
+		resolveUncertainModifies(t, h, m)
 		after := m.snapshotStats()
 		recovery := "recovery counts not found in the log"
 		if rc, ok := h.recovered(); ok {
@@ -329,12 +369,14 @@ func TestCrashRecovery(t *testing.T) {
 			total = total.add(rc)
 		}
 		t.Logf("round %d: seed %d, killed after %v; creates %d (%d acknowledged, %d cut off and retried; %d restores, %d acknowledged), "+
-			"deletes %d (%d confirmed); snapshots %d (%d acknowledged, %d retried), snapshot deletes %d (%d confirmed); %s",
+			"deletes %d (%d confirmed); snapshots %d (%d acknowledged, %d retried), snapshot deletes %d (%d confirmed); "+
+			"modifies %d (%d acknowledged, %d retried); %s",
 			round, seed, delay, after.creates-before.creates, after.createsOK-before.createsOK,
 			after.retries-before.retries, after.restores-before.restores, after.restoresOK-before.restoresOK,
 			after.deletes-before.deletes, after.deletesOK-before.deletesOK,
 			after.snaps-before.snaps, after.snapsOK-before.snapsOK, after.snapRetries-before.snapRetries,
-			after.snapDeletes-before.snapDeletes, after.snapDeletesOK-before.snapDeletesOK, recovery)
+			after.snapDeletes-before.snapDeletes, after.snapDeletesOK-before.snapDeletesOK,
+			after.modifies-before.modifies, after.modifiesOK-before.modifiesOK, after.modifyRetries-before.modifyRetries, recovery)
 		if t.Failed() {
 			t.Fatalf("round %d (seed %d, kill after %v): invariants violated; see the errors above and the driver log below", round, seed, delay)
 		}
@@ -343,19 +385,21 @@ func TestCrashRecovery(t *testing.T) {
 	// the data dir, now holding every volume the rounds left, must be
 	// refused to a second driver.
 	checkInvariants(t, h, m)
+	checkView(t, h)
 	checkSnapshots(t, h, m)
 	h.checkDataDirLock()
 	s := m.snapshotStats()
 	t.Logf("total: %d rounds, %d kills, %d creates (%d acknowledged, %d retried; %d restores, %d acknowledged), %d deletes (%d confirmed), "+
-		"%d snapshots (%d acknowledged, %d retried), %d snapshot deletes (%d confirmed); "+
+		"%d snapshots (%d acknowledged, %d retried), %d snapshot deletes (%d confirmed), %d modifies (%d acknowledged, %d retried); "+
 		"recovery rolled back %d interrupted creates and %d snapshots, finished %d interrupted deletes and %d snapshot deletes; "+
 		"%d volumes and %d snapshots listed at the end",
 		rounds, s.kills, s.creates, s.createsOK, s.retries, s.restores, s.restoresOK, s.deletes, s.deletesOK,
-		s.snaps, s.snapsOK, s.snapRetries, s.snapDeletes, s.snapDeletesOK,
+		s.snaps, s.snapsOK, s.snapRetries, s.snapDeletes, s.snapDeletesOK, s.modifies, s.modifiesOK, s.modifyRetries,
 		total.rolledBack, total.rolledBackSnaps, total.finished, total.finishedSnaps,
 		len(listVolumes(t, h)), len(listSnapshots(t, h)))
-	if s.snapsOK == 0 || s.restoresOK == 0 || s.snapDeletesOK == 0 {
-		t.Errorf("the workload acknowledged %d snapshots, %d restores and %d snapshot deletes; want some of each", s.snapsOK, s.restoresOK, s.snapDeletesOK)
+	if s.snapsOK == 0 || s.restoresOK == 0 || s.snapDeletesOK == 0 || s.modifiesOK == 0 {
+		t.Errorf("the workload acknowledged %d snapshots, %d restores, %d snapshot deletes and %d modifies; want some of each",
+			s.snapsOK, s.restoresOK, s.snapDeletesOK, s.modifiesOK)
 	}
 }
 

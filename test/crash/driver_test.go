@@ -52,6 +52,8 @@ type harness struct {
 	logPath  string
 	starts   int
 	proc     *driverProc
+	// extraArgs are added to the driver's command line.
+	extraArgs []string
 }
 
 // driverProc is one running dirvol process and a client connected to it.
@@ -128,8 +130,8 @@ func (h *harness) start() {
 	fmt.Fprintf(logf, "===== dirvol start #%d =====\n", h.starts)
 	// No kubelet here: registration off, so no socket lands in a
 	// plugins_registry this host may have.
-	cmd := exec.Command(h.bin, "--endpoint", h.endpoint, "--data-dir", h.dataDir,
-		"--node-id", "crash-node", "--kubelet-registration-dir=", "--v=2")
+	cmd := exec.Command(h.bin, append([]string{"--endpoint", h.endpoint, "--data-dir", h.dataDir,
+		"--node-id", "crash-node", "--kubelet-registration-dir=", "--v=2"}, h.extraArgs...)...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	err = cmd.Start()
 	logf.Close() // the child holds its own descriptor

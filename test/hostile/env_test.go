@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
-	"github.com/dirvol/dirvol/internal/driver"
+	"github.com/dirvol/dirvol/cmd/driver/app"
 	"github.com/dirvol/dirvol/pkg/pool"
 	"github.com/dirvol/dirvol/pkg/server"
 	"google.golang.org/grpc"
@@ -44,7 +44,7 @@ func start(t *testing.T) *env {
 }
 
 // startWith is start with the configuration changed by configure first.
-func startWith(t *testing.T, configure func(e *env, cfg *driver.Config)) *env {
+func startWith(t *testing.T, configure func(e *env, cfg *app.Config)) *env {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("the hostile-input tests bind-mount volumes and need root")
@@ -56,9 +56,9 @@ func startWith(t *testing.T, configure func(e *env, cfg *driver.Config)) *env {
 	sentinel := snapshot(t, e.outside)
 
 	endpoint := "unix://" + filepath.Join(root, "csi.sock")
-	cfg := driver.Config{
+	cfg := app.Config{
 		Server:             server.Config{Endpoint: endpoint, GracefulStopTimeout: 10 * time.Second},
-		DriverName:         driver.DefaultDriverName,
+		DriverName:         app.DefaultDriverName,
 		Version:            "hostile",
 		NodeID:             "hostile-node",
 		DataDir:            e.data,
@@ -70,7 +70,7 @@ func startWith(t *testing.T, configure func(e *env, cfg *driver.Config)) *env {
 		configure(e, &cfg)
 	}
 	runCtx, cancel := context.WithCancel(context.Background())
-	d, err := driver.New(runCtx, cfg, e.mounter)
+	d, err := app.New(runCtx, cfg, e.mounter)
 	if err != nil {
 		cancel()
 		t.Fatal(err)

@@ -94,6 +94,10 @@ func TestVolumeIDs(t *testing.T) {
 			_, err := e.ctrl.ControllerGetVolume(ctx, &csi.ControllerGetVolumeRequest{VolumeId: id})
 			return err
 		}},
+		{"ControllerModifyVolume", func(id string) error {
+			_, err := e.ctrl.ControllerModifyVolume(ctx, &csi.ControllerModifyVolumeRequest{VolumeId: id, MutableParameters: map[string]string{"onDelete": "archive"}})
+			return err
+		}},
 		{"ControllerGetVolumeHealth", func(id string) error {
 			_, err := e.ctrl.ControllerGetVolumeHealth(ctx, &csi.ControllerGetVolumeHealthRequest{VolumeId: id})
 			return err
@@ -230,8 +234,10 @@ func TestStorageClassParameters(t *testing.T) {
 		{"onDelete empty", map[string]string{"onDelete": ""}, `"onDelete"`},
 		{"mode 8888", map[string]string{"mode": "8888"}, `"mode"`},
 		{"mode rwx", map[string]string{"mode": "rwx"}, `"mode"`},
-		{"mode 01777", map[string]string{"mode": "01777"}, `"mode"`},
-		{"mode 4755", map[string]string{"mode": "4755"}, `"mode"`},
+		{"mode 17777", map[string]string{"mode": "17777"}, `"mode"`},
+		{"mode 001777", map[string]string{"mode": "001777"}, `"mode"`},
+		{"mode 0o755", map[string]string{"mode": "0o755"}, `"mode"`},
+		{"mode 75", map[string]string{"mode": "75"}, `"mode"`},
 		{"uid -1", map[string]string{"uid": "-1"}, `"uid"`},
 		{"uid abc", map[string]string{"uid": "abc"}, `"uid"`},
 		{"uid 99999999999", map[string]string{"uid": "99999999999"}, `"uid"`},

@@ -6,7 +6,7 @@ import (
 	"testing"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
-	"github.com/dirvol/dirvol/internal/driver"
+	"github.com/dirvol/dirvol/cmd/driver/app"
 	"github.com/dirvol/dirvol/pkg/pool"
 	"google.golang.org/grpc/codes"
 )
@@ -15,7 +15,7 @@ import (
 // data directory (--pool name=default,path=P): the data directory, with the
 // catalog, is no pool root, and still no target may reach it.
 func TestDataDirUnreachable(t *testing.T) {
-	e := startWith(t, func(e *env, cfg *driver.Config) {
+	e := startWith(t, func(e *env, cfg *app.Config) {
 		cfg.Pools = append(cfg.Pools, pool.Spec{Name: "default", Path: filepath.Join(e.root, "default-pool")})
 	})
 	resp, err := e.ctrl.CreateVolume(ctx, &csi.CreateVolumeRequest{Name: "own", VolumeCapabilities: rwCaps()})

@@ -64,10 +64,14 @@ func TestReclaimDoesNotFollowLinks(t *testing.T) {
 		_, err := e.ctrl.DeleteVolume(ctx, &csi.DeleteVolumeRequest{VolumeId: id})
 		wantStatus(t, err, codes.OK)
 	}
-	// Only the volumes, their records, the trash and the archive may change;
-	// in a retained volume, only its note.
+	// Only the volumes, their records, the trash, the archive and the
+	// claim view may change; in a retained volume, only its note.
+	view := filepath.Join(e.data, "by-pvc")
 	e.unchanged(t, before, delDir, delXDir, archDir, filepath.Join(retSDir, noteName(retS)), filepath.Join(retHDir, noteName(retH)),
-		filepath.Join(e.data, "catalog"), filepath.Join(e.data, "archive"), filepath.Join(e.data, ".trash"), filepath.Join(e.extra, ".trash"))
+		filepath.Join(e.data, "catalog"), filepath.Join(e.data, "archive"), filepath.Join(e.data, ".trash"), filepath.Join(e.extra, ".trash"), view)
+	if names, err := os.ReadDir(view); err != nil || len(names) != 0 {
+		t.Errorf("claim view after every delete holds %v (%v), want nothing", names, err)
+	}
 
 	for _, dir := range []string{delDir, delXDir, archDir} {
 		if _, err := os.Lstat(dir); !errors.Is(err, fs.ErrNotExist) {
@@ -307,7 +311,13 @@ func TestArchiveNames(t *testing.T) {
 
 			_, err = e.ctrl.DeleteVolume(ctx, &csi.DeleteVolumeRequest{VolumeId: id})
 			wantStatus(t, err, codes.OK)
-			e.unchanged(t, before, dir, archive, filepath.Join(e.data, "catalog"), filepath.Join(e.data, ".trash"))
+			// The claim's entry in the view goes with the volume (checked
+			// below); nothing else changes.
+			view := filepath.Join(e.data, "by-pvc")
+			e.unchanged(t, before, dir, archive, view, filepath.Join(e.data, "catalog"), filepath.Join(e.data, ".trash"))
+			if names, err := os.ReadDir(view); err != nil || len(names) != 0 {
+				t.Errorf("claim view after the delete holds %v (%v), want nothing", names, err)
+			}
 			_, err = e.ctrl.ControllerGetVolume(ctx, &csi.ControllerGetVolumeRequest{VolumeId: id})
 			wantStatus(t, err, codes.NotFound, mentionID(id)...)
 

@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
-	"github.com/dirvol/dirvol/internal/driver"
+	"github.com/dirvol/dirvol/cmd/driver/app"
 	"github.com/dirvol/dirvol/internal/testfs"
 	"github.com/dirvol/dirvol/pkg/pool"
 	"github.com/dirvol/dirvol/pkg/server"
@@ -46,9 +46,9 @@ func TestSanity(t *testing.T) {
 	// the 1 GiB volumes the suite makes without a size.
 	btrfsPool := filepath.Join(testfs.Mount(t, testfs.Btrfs, 4<<30), "pool")
 	endpoint := "unix://" + filepath.Join(root, "csi.sock")
-	cfg := driver.Config{
+	cfg := app.Config{
 		Server:             server.Config{Endpoint: endpoint, GracefulStopTimeout: 10 * time.Second},
-		DriverName:         driver.DefaultDriverName,
+		DriverName:         app.DefaultDriverName,
 		Version:            "sanity",
 		NodeID:             "sanity-node",
 		DataDir:            filepath.Join(root, "data"),
@@ -58,7 +58,7 @@ func TestSanity(t *testing.T) {
 		UsageRefresh:       time.Minute,
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	d, err := driver.New(ctx, cfg, mount.New(""))
+	d, err := app.New(ctx, cfg, mount.New(""))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -72,7 +72,7 @@ func TestSanity(t *testing.T) {
 	})
 	waitReady(t, endpoint)
 
-	base := func(name string, params, snapParams map[string]string) *sanity.TestConfig {
+	base := func(name string, params, mutable, snapParams map[string]string) *sanity.TestConfig {
 		c := sanity.NewTestConfig()
 		c.Address = endpoint
 		c.TargetPath = filepath.Join(root, name+"-target")
@@ -84,23 +84,28 @@ func TestSanity(t *testing.T) {
 		c.IdempotentCount = 2
 		c.IDGen = idGen{}
 		c.TestVolumeParameters = params
+		// The VolumeAttributesClass parameters of the suite's create and
+		// modify calls (CreateVolume and ControllerModifyVolume).
+		c.TestVolumeMutableParameters = mutable
 		c.TestSnapshotParameters = snapParams
 		return &c
 	}
-	// Three passes over the whole suite, snapshots, clones and expansion
-	// included: the defaults (onDelete delete, the default dir pool), every
+	// Three passes over the whole suite, snapshots, clones, expansion and
+	// modification included: the defaults (onDelete delete, the default dir
+	// pool) with a VolumeAttributesClass that switches to archive, every
 	// StorageClass and VolumeSnapshotClass parameter set to something else
-	// (another dir pool), and the btrfs pool.
+	// (another dir pool) with a class that switches back to delete, and the
+	// btrfs pool with no class.
 	contexts := []*sanity.TestContext{
-		sanity.GinkgoTest(base("defaults", nil, nil)),
+		sanity.GinkgoTest(base("defaults", nil, map[string]string{"onDelete": "archive"}, nil)),
 		sanity.GinkgoTest(base("parameters", map[string]string{
 			"pool": "extra", "onDelete": "archive", "mode": "0770", "uid": "1000", "gid": "1000",
-		}, map[string]string{
+		}, map[string]string{"onDelete": "delete"}, map[string]string{
 			"csi.storage.k8s.io/volumesnapshot/name":        "snap-1",
 			"csi.storage.k8s.io/volumesnapshot/namespace":   "default",
 			"csi.storage.k8s.io/volumesnapshotcontent/name": "snapcontent-1",
 		})),
-		sanity.GinkgoTest(base("btrfs", map[string]string{"pool": "btrfs"}, nil)),
+		sanity.GinkgoTest(base("btrfs", map[string]string{"pool": "btrfs"}, nil, nil)),
 	}
 	gomega.RegisterFailHandler(ginkgo.Fail)
 	ginkgo.RunSpecs(t, "dirvol CSI sanity")

@@ -200,10 +200,11 @@ func (c *Cluster) connect(context.Context) error {
 
 // installBase applies, for real, what of deploy/base a cluster without the
 // DaemonSet needs: the namespace (CSIStorageCapacity objects live there),
-// the CSIDriver (the scheduler reads storageCapacity from it) and the
-// StorageClasses, so the tests use the classes users install.
+// the CSIDriver (the scheduler reads storageCapacity from it), the
+// StorageClasses and the VolumeAttributesClasses, so the tests use the
+// classes users install.
 func (c *Cluster) installBase(ctx context.Context) error {
-	for _, kind := range []string{"Namespace", "CSIDriver", "StorageClass"} {
+	for _, kind := range []string{"Namespace", "CSIDriver", "StorageClass", "VolumeAttributesClass"} {
 		for _, o := range manifests.Select(c.base, kind) {
 			if err := c.Applier.Apply(ctx, o, false); err != nil {
 				return err

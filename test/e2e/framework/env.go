@@ -280,15 +280,18 @@ func existing(ctx context.Context, kubeconfig, deployDir string) (*Env, error) {
 	return e, e.WaitCapacities(ctx, cluster.StartTimeout)
 }
 
-// InstallStorageClasses applies deploy/base's StorageClasses.
+// InstallStorageClasses applies deploy/base's StorageClasses and
+// VolumeAttributesClasses.
 func (e *Env) InstallStorageClasses(ctx context.Context) error {
 	objs, err := manifests.Render(filepath.Join(e.DeployDir, "base"))
 	if err != nil {
 		return err
 	}
-	for _, o := range manifests.Select(objs, "StorageClass") {
-		if err := e.Applier.Apply(ctx, o, false); err != nil {
-			return err
+	for _, kind := range []string{"StorageClass", "VolumeAttributesClass"} {
+		for _, o := range manifests.Select(objs, kind) {
+			if err := e.Applier.Apply(ctx, o, false); err != nil {
+				return err
+			}
 		}
 	}
 	return nil

@@ -1,4 +1,4 @@
-package driver
+package app
 
 import (
 	"github.com/dirvol/dirvol/pkg/volume"

@@ -1,4 +1,4 @@
-package driver
+package app
 
 import (
 	"context"
@@ -92,6 +92,10 @@ func build(ctx context.Context, cfg Config, mounter mount.Interface) (*Driver, e
 		Name: "dirvol_orphan_directories",
 		Help: "Volume and snapshot directories under a pool that no catalog record owns, found at the last start. They are never deleted automatically; see the log for their paths.",
 	}, func() float64 { return float64(len(vols.Orphans())) }))
+	mm.GetRegistry().RawMustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "dirvol_catalog_problems",
+		Help: "Entries of the catalog directory found at the last start that are not records the driver can read (corrupt, unknown state, oversized, stray files or directories). They are left in place, their volumes neither served nor deleted; see the log for their paths.",
+	}, func() float64 { return float64(len(vols.CatalogProblems())) }))
 	mm.GetRegistry().RawMustRegister(newPoolSizesCollector(vols))
 
 	// /readyz answers as Probe does; /healthz (liveness) consults neither

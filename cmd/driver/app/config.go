@@ -1,8 +1,8 @@
-// Package driver wires dirvol together: it turns a Config into the catalog,
+// Package app wires dirvol together: it turns a Config into the catalog,
 // pools, volume core and the three CSI services on one gRPC server, and runs
 // them. cmd/driver parses flags into a Config; the sanity suite builds one
 // directly.
-package driver
+package app
 
 import (
 	"errors"

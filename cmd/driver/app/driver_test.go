@@ -1,4 +1,4 @@
-package driver
+package app
 
 import (
 	"context"
@@ -120,5 +120,44 @@ func TestRunRegistersWithKubelet(t *testing.T) {
 		if _, err := os.Lstat(sock); !os.IsNotExist(err) {
 			t.Errorf("%s left after shutdown: %v", sock, err)
 		}
+	}
+}
+
+// Entries in the catalog that the driver never writes (a non-empty
+// directory named like an unfinished write, a record with an unknown state,
+// an oversized sparse record) do not stop the driver: it starts, recovers,
+// reports them and leaves them in place.
+func TestStartWithStrayCatalogEntries(t *testing.T) {
+	cfg := validConfig(t)
+	vols := filepath.Join(cfg.catalogDir(), "volumes")
+	if err := os.MkdirAll(filepath.Join(vols, ".tmp-vol-x-1", "inside"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	id := "vol-0123456789abcdef0123456789abcdef"
+	if err := os.WriteFile(filepath.Join(vols, id+".json"), []byte(`{"id":"`+id+`","name":"pv","state":"migrating"}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Create(filepath.Join(vols, "vol-fedcba9876543210fedcba9876543210.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Truncate(1 << 30); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	ctx := context.Background()
+	d, err := New(ctx, cfg, mount.NewFakeMounter(nil))
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	defer d.lock.Close()
+	if err := d.vols.Recover(ctx); err != nil {
+		t.Fatalf("Recover: %v", err)
+	}
+	if p := d.vols.CatalogProblems(); len(p) != 3 {
+		t.Errorf("CatalogProblems = %v, want 3", p)
+	}
+	if entries, _ := os.ReadDir(vols); len(entries) != 3 {
+		t.Errorf("catalog holds %d entries, want the 3 left in place", len(entries))
 	}
 }
