@@ -87,9 +87,17 @@ func (c *Cluster) startRealNode(ctx context.Context, o RealNodeOptions) error {
 	r := &RealNode{Name: o.Name, IP: o.IP}
 	c.Real = r
 	if o.LockFile != "" {
-		unlock, err := lockFile(o.LockFile)
+		unlock, err := tryLockFile(o.LockFile)
 		if err != nil {
 			return err
+		}
+		if unlock == nil {
+			begin := time.Now()
+			fmt.Fprintf(c.opts.Log, "e2e: another real node runs on this host (%s is locked); waiting for it to end\n", o.LockFile)
+			if unlock, err = lockFile(o.LockFile); err != nil {
+				return err
+			}
+			fmt.Fprintf(c.opts.Log, "e2e: waited %s for the other real node\n", time.Since(begin).Round(time.Second))
 		}
 		r.unlock = unlock
 	}
