@@ -78,12 +78,10 @@ var (
 	}
 )
 
-// startRealNode records the host's state, makes the node's cgroup root,
-// starts containerd, imports the images, and starts the kubelet.
-func (c *Cluster) startRealNode(ctx context.Context, o RealNodeOptions) error {
-	if o.Name == "" || o.IP == "" || o.PauseImage == "" {
-		return errors.New("a real node needs a name, an IP and a pause image")
-	}
+// lockRealNode makes c.Real and takes the real nodes' lock, waiting for
+// another run's node to end; before anything starts, so that a waiting run
+// holds no idle control plane.
+func (c *Cluster) lockRealNode(o RealNodeOptions) error {
 	r := &RealNode{Name: o.Name, IP: o.IP}
 	c.Real = r
 	if o.LockFile != "" {
@@ -101,6 +99,16 @@ func (c *Cluster) startRealNode(ctx context.Context, o RealNodeOptions) error {
 		}
 		r.unlock = unlock
 	}
+	return nil
+}
+
+// startRealNode records the host's state, makes the node's cgroup root,
+// starts containerd, imports the images, and starts the kubelet.
+func (c *Cluster) startRealNode(ctx context.Context, o RealNodeOptions) error {
+	if o.Name == "" || o.IP == "" || o.PauseImage == "" {
+		return errors.New("a real node needs a name, an IP and a pause image")
+	}
+	r := c.Real
 	// Take refuses an owned path in use: /var/lib/kubelet of another
 	// kubelet, /var/lib/dirvol of another dirvol.
 	var err error
