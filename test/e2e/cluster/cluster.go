@@ -132,7 +132,7 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 		return nil, err
 	}
 	if o := opts.RealNode; o != nil {
-		if err := c.lockRealNode(*o); err != nil {
+		if err := c.lockRealNode(ctx, *o); err != nil {
 			return nil, err
 		}
 	}

@@ -81,7 +81,7 @@ var (
 // lockRealNode makes c.Real and takes the real nodes' lock, waiting for
 // another run's node to end; before anything starts, so that a waiting run
 // holds no idle control plane.
-func (c *Cluster) lockRealNode(o RealNodeOptions) error {
+func (c *Cluster) lockRealNode(ctx context.Context, o RealNodeOptions) error {
 	r := &RealNode{Name: o.Name, IP: o.IP}
 	c.Real = r
 	if o.LockFile != "" {
@@ -92,8 +92,15 @@ func (c *Cluster) lockRealNode(o RealNodeOptions) error {
 		if unlock == nil {
 			begin := time.Now()
 			fmt.Fprintf(c.opts.Log, "e2e: another real node runs on this host (%s is locked); waiting for it to end\n", o.LockFile)
-			if unlock, err = lockFile(o.LockFile); err != nil {
-				return err
+			for unlock == nil {
+				select {
+				case <-ctx.Done():
+					return fmt.Errorf("waiting for the other real node: %w", ctx.Err())
+				case <-time.After(time.Second):
+				}
+				if unlock, err = tryLockFile(o.LockFile); err != nil {
+					return err
+				}
 			}
 			fmt.Fprintf(c.opts.Log, "e2e: waited %s for the other real node\n", time.Since(begin).Round(time.Second))
 		}
