@@ -42,9 +42,9 @@ const (
 	CSIProvisioner        = "csi-provisioner"
 	CSISnapshotter        = "csi-snapshotter"
 	SnapshotController    = "snapshot-controller"
-	CSIResizer            = "csi-resizer"
 	Kubelet               = "kubelet"
 	Kubectl               = "kubectl"
+	CSIResizer            = "csi-resizer"
 
 	// The Kubernetes external storage suite (make conformance): the
 	// suite's test binary, the ginkgo runner, and agnhost for the suite's
@@ -87,13 +87,13 @@ var components = []component{
 	{CSIProvisioner, "external-provisioner", "github.com/kubernetes-csi/external-provisioner/v6/cmd/csi-provisioner", "-X main.version=" + ProvisionerVersion},
 	{CSISnapshotter, "external-snapshotter", "github.com/kubernetes-csi/external-snapshotter/v8/cmd/csi-snapshotter", "-X main.version=" + SnapshotterVersion},
 	{SnapshotController, "external-snapshotter", "github.com/kubernetes-csi/external-snapshotter/v8/cmd/snapshot-controller", "-X main.version=" + SnapshotterVersion},
-	{CSIResizer, "external-resizer", "github.com/kubernetes-csi/external-resizer/v2/cmd/csi-resizer", "-X main.version=" + ResizerVersion},
 	// The real node's kubelet: last, so the control plane's packages it
 	// shares are already compiled.
 	{Kubelet, "kubernetes", "k8s.io/kubernetes/cmd/kubelet", kubeLDFlags},
 	// kubectl, for the real node's tests of kubectl exec and logs (and
 	// the storage conformance suite, which runs it).
 	{Kubectl, "kubernetes", "k8s.io/kubernetes/cmd/kubectl", kubeLDFlags},
+	{CSIResizer, "external-resizer", "github.com/kubernetes-csi/external-resizer/v2/cmd/csi-resizer", "-X main.version=" + ResizerVersion},
 }
 
 // conformanceComponents are what `make conformance` adds to components:

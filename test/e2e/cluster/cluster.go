@@ -131,6 +131,11 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 	if err := os.MkdirAll(filepath.Join(c.dir, "logs"), 0o755); err != nil {
 		return nil, err
 	}
+	if o := opts.RealNode; o != nil {
+		if err := c.lockRealNode(ctx, *o); err != nil {
+			return nil, err
+		}
+	}
 	if c.base, err = manifests.Render(filepath.Join(opts.DeployDir, "base")); err != nil {
 		return nil, err
 	}

@@ -3,12 +3,17 @@ package cluster
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
+	"golang.org/x/sys/unix"
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/runtime"
 
 	"github.com/dirvol/dirvol/test/e2e/manifests"
 )
@@ -18,9 +23,6 @@ import (
 // the real node is ready and the kubelet has registered the driver in the
 // node's CSINode.
 func (c *Cluster) deployDriver(ctx context.Context, r *RealNode, dir string) error {
-	if err := sharedMount(driverDataDir); err != nil {
-		return err
-	}
 	objs, err := manifests.Render(dir)
 	if err != nil {
 		return err
@@ -43,6 +45,9 @@ func (c *Cluster) deployDriver(ctx context.Context, r *RealNode, dir string) err
 	}
 	for _, ds := range manifests.Select(objs, "DaemonSet") {
 		r.DriverNamespace = ds.GetNamespace()
+		if err := shareBidirectionalHostPaths(ds.Object); err != nil {
+			return err
+		}
 	}
 	ctx, cancel := context.WithTimeout(ctx, StartTimeout)
 	defer cancel()
@@ -116,4 +121,44 @@ func (c *Cluster) csiNodeHas(ctx context.Context, node string) (bool, string) {
 		}
 	}
 	return false, "driver " + name + " not registered in CSINode " + node
+}
+
+// shareBidirectionalHostPaths makes each hostPath that a container of the
+// workload mounts with Bidirectional propagation a shared mount, as a
+// systemd host has every mount (the runtime refuses Bidirectional on a
+// private one; this machine's / is private): a directory outside the
+// kubelet's root (which the kubelet makes shared itself) is bind-mounted
+// onto itself and made rshared. The teardown unmounts it with the rest.
+func shareBidirectionalHostPaths(obj map[string]any) error {
+	var ds appsv1.DaemonSet
+	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(obj, &ds); err != nil {
+		return err
+	}
+	bidirectional := map[string]bool{}
+	for _, ctr := range ds.Spec.Template.Spec.Containers {
+		for _, m := range ctr.VolumeMounts {
+			if m.MountPropagation != nil && *m.MountPropagation == corev1.MountPropagationBidirectional {
+				bidirectional[m.Name] = true
+			}
+		}
+	}
+	for _, v := range ds.Spec.Template.Spec.Volumes {
+		if !bidirectional[v.Name] || v.HostPath == nil {
+			continue
+		}
+		p := filepath.Clean(v.HostPath.Path)
+		if p == kubeletRootDir || strings.HasPrefix(p, kubeletRootDir+"/") {
+			continue
+		}
+		if err := os.MkdirAll(p, 0o755); err != nil {
+			return err
+		}
+		if err := unix.Mount(p, p, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+			return fmt.Errorf("bind-mount %s onto itself: %w", p, err)
+		}
+		if err := unix.Mount("", p, "", unix.MS_SHARED|unix.MS_REC, ""); err != nil {
+			return fmt.Errorf("make %s a shared mount: %w", p, err)
+		}
+	}
+	return nil
 }

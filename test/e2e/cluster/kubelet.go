@@ -110,6 +110,8 @@ func (c *Cluster) startKubelet(ctx context.Context, r *RealNode) error {
 		"syncFrequency":             "5s",
 		"fileCheckFrequency":        "5s",
 		"nodeStatusUpdateFrequency": "4s",
+		// kubelet_volume_stats_* refresh (default 1m).
+		"volumeStatsAggPeriod": "5s",
 	}
 	b, err := json.MarshalIndent(cfg, "", "  ")
 	if err != nil {

@@ -23,9 +23,6 @@ import (
 // namespace of the tests' own (package netns): the kubelet serves on the
 // node's address there, and the pods' bridge is there.
 
-// driverDataDir is the data dir of deploy/'s DaemonSet on the host.
-const driverDataDir = "/var/lib/dirvol"
-
 // RealNodeOptions describe the real node.
 type RealNodeOptions struct {
 	Name string
@@ -69,8 +66,8 @@ type RealNode struct {
 // on the host), so only what is recognizably the node's is removed there.
 var (
 	ownedPaths = []string{
-		kubeletRootDir, // the kubelet's root (device-plugins/kubelet.sock among others)
-		driverDataDir,  // deploy/'s data dir hostPath
+		kubeletRootDir,    // the kubelet's root (device-plugins/kubelet.sock among others)
+		"/var/lib/dirvol", // deploy/'s data dir hostPath
 	}
 	sharedPaths = []string{
 		"/var/log/pods",       // pod logs, unless podLogsDir (set) moves them
@@ -81,24 +78,46 @@ var (
 	}
 )
 
+// lockRealNode makes c.Real and takes the real nodes' lock, waiting for
+// another run's node to end; before anything starts, so that a waiting run
+// holds no idle control plane.
+func (c *Cluster) lockRealNode(ctx context.Context, o RealNodeOptions) error {
+	r := &RealNode{Name: o.Name, IP: o.IP}
+	c.Real = r
+	if o.LockFile != "" {
+		unlock, err := tryLockFile(o.LockFile)
+		if err != nil {
+			return err
+		}
+		if unlock == nil {
+			begin := time.Now()
+			fmt.Fprintf(c.opts.Log, "e2e: another real node runs on this host (%s is locked); waiting for it to end\n", o.LockFile)
+			for unlock == nil {
+				select {
+				case <-ctx.Done():
+					return fmt.Errorf("waiting for the other real node: %w", ctx.Err())
+				case <-time.After(time.Second):
+				}
+				if unlock, err = tryLockFile(o.LockFile); err != nil {
+					return err
+				}
+			}
+			fmt.Fprintf(c.opts.Log, "e2e: waited %s for the other real node\n", time.Since(begin).Round(time.Second))
+		}
+		r.unlock = unlock
+	}
+	return nil
+}
+
 // startRealNode records the host's state, makes the node's cgroup root,
 // starts containerd, imports the images, and starts the kubelet.
 func (c *Cluster) startRealNode(ctx context.Context, o RealNodeOptions) error {
 	if o.Name == "" || o.IP == "" || o.PauseImage == "" {
 		return errors.New("a real node needs a name, an IP and a pause image")
 	}
-	r := &RealNode{Name: o.Name, IP: o.IP}
-	c.Real = r
-	if o.LockFile != "" {
-		unlock, err := lockFile(o.LockFile)
-		if err != nil {
-			return err
-		}
-		r.unlock = unlock
-	}
-	if entries, err := os.ReadDir(kubeletRootDir); err == nil && len(entries) > 0 {
-		return fmt.Errorf("%s exists and is not empty: another kubelet's, or left by a run that was killed; the real node needs it for itself (remove it when no kubelet runs)", kubeletRootDir)
-	}
+	r := c.Real
+	// Take refuses an owned path in use: /var/lib/kubelet of another
+	// kubelet, /var/lib/dirvol of another dirvol.
 	var err error
 	if r.host, err = hoststate.Take(hoststate.Config{
 		Roots: []string{c.dir}, Owned: ownedPaths, Shared: sharedPaths,
@@ -368,4 +387,15 @@ func killInCgroup(dir string) int {
 		return nil
 	})
 	return n
+}
+
+// KillContainer SIGKILLs a container of the real node by its ID (a pod
+// status's containerID without "containerd://"), as a crash would: the
+// kubelet sees it exit and restarts it.
+func (c *Cluster) KillContainer(ctx context.Context, id string) error {
+	if c.Real == nil || c.Real.containerd == nil {
+		return errors.New("no real node")
+	}
+	_, err := c.Real.containerd.ctr(ctx, "tasks", "kill", "--signal", "SIGKILL", strings.TrimPrefix(id, "containerd://"))
+	return err
 }

@@ -4,13 +4,11 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/dirvol/dirvol/test/e2e/binaries"
-	"github.com/dirvol/dirvol/test/e2e/cluster"
 	"github.com/dirvol/dirvol/test/e2e/dirvolimage"
 	"github.com/dirvol/dirvol/test/e2e/images"
 	"github.com/dirvol/dirvol/test/e2e/manifests"
@@ -74,21 +72,14 @@ func containerNamesAndImages(obj map[string]any) [][2]string {
 	return out
 }
 
-// deployOnRealNode writes the dirvol image (built from the repository that
-// holds deployDir, tagged with the reference deploy/base gives it, so the
-// DaemonSet runs it unchanged) and the sidecars' images into the run
-// directory, and sets r to import them and apply deploy/base through an
-// overlay that swaps the sidecars' image references.
-func deployOnRealNode(ctx context.Context, r *cluster.RealNodeOptions, deployDir, runDir string, bins binaries.Set, log io.Writer) error {
-	imgDir := filepath.Join(runDir, "images")
-	if err := os.MkdirAll(imgDir, 0o755); err != nil {
-		return err
-	}
-	repo := filepath.Dir(deployDir)
-	ref, err := dirvolimage.DefaultReference(repo)
-	if err != nil {
-		return err
-	}
+// driverContainer is the DaemonSet's container that runs the dirvol image.
+const driverContainer = "dirvol"
+
+// buildDriverImage builds the dirvol image from the tree at repoRoot as
+// `make image` does (package dirvolimage; its Debian packages cached in
+// its default cache) and writes it to out, tagged with the reference
+// deploy/ runs, so that no overlay entry is needed for it.
+func buildDriverImage(ctx context.Context, repoRoot, out string, log io.Writer) error {
 	lock, err := dirvolimage.DefaultLock()
 	if err != nil {
 		return err
@@ -97,28 +88,15 @@ func deployOnRealNode(ctx context.Context, r *cluster.RealNodeOptions, deployDir
 	if err != nil {
 		return err
 	}
-	start := time.Now()
 	img, err := dirvolimage.Build(ctx, dirvolimage.Options{
-		Root: repo, Version: "e2e", Lock: lock, Cache: cache, Epoch: time.Unix(0, 0).UTC(), Log: log,
+		Root: repoRoot, Version: "e2e", Lock: lock, Cache: cache, Epoch: time.Unix(0, 0).UTC(), Log: log,
 	})
 	if err != nil {
-		return fmt.Errorf("dirvol image: %w", err)
+		return fmt.Errorf("build the dirvol image: %w", err)
 	}
-	driverArchive := filepath.Join(imgDir, "dirvol.tar")
-	if err := dirvolimage.WriteArchive(driverArchive, img, ref); err != nil {
-		return err
-	}
-	fmt.Fprintf(log, "e2e: dirvol image %s built in %s\n", ref, time.Since(start).Round(time.Millisecond))
-	archives, entries, err := sidecarImages(ctx, deployDir, imgDir, bins, dirvolimage.ImageName)
+	ref, err := dirvolimage.DefaultReference(repoRoot)
 	if err != nil {
 		return err
 	}
-	overlay := filepath.Join(runDir, "deploy-overlay")
-	if _, err := manifests.Overlay(overlay, filepath.Join(deployDir, "base"), entries); err != nil {
-		return err
-	}
-	r.Images = append(r.Images, driverArchive)
-	r.Images = append(r.Images, archives...)
-	r.Deploy = overlay
-	return nil
+	return dirvolimage.WriteArchive(out, img, ref)
 }

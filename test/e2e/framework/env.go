@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
 	snapclient "github.com/kubernetes-csi/external-snapshotter/client/v8/clientset/versioned"
@@ -121,10 +122,10 @@ type Options struct {
 	// RealNodeName (local cluster only). The process must have entered the
 	// tests' network namespace (netns.Enter).
 	RealNode bool
-	// Deploy runs deploy/base on the real node as users install it: the
-	// DaemonSet's pod there runs the dirvol image built from this tree
-	// (package dirvolimage) and sidecar images made from the harness's
-	// binaries, through an overlay that swaps image references only.
+	// Deploy installs deploy/ on the real node, as shipped but for the
+	// image references (the dirvol image built as `make image` does,
+	// the sidecars from the harness's binaries); dirvol's tests then run
+	// there.
 	Deploy bool
 	// Images are more docker archives the real node imports before the
 	// kubelet starts (a test suite's images).
@@ -133,6 +134,14 @@ type Options struct {
 
 // RealNodeName is the real node's name.
 const RealNodeName = "real-0"
+
+// RealNodeDataDir is dirvol's data dir on the real node: deploy/'s hostPath.
+const RealNodeDataDir = "/var/lib/dirvol"
+
+// DeployedKustomization is the kustomization of deploy/ the real node runs
+// (through the image overlay): base plus the btrfs image pool, so that
+// sizes are enforced and the dirvol-btrfs class exists.
+const DeployedKustomization = "overlays/image-pool"
 
 // Setup returns the cluster under test and a function that tears it down.
 // With E2E_KUBECONFIG it connects to that cluster; otherwise it builds the
@@ -182,21 +191,11 @@ func Setup(ctx context.Context, opts Options) (*Env, func(), error) {
 	keep := os.Getenv(EnvKeep) != ""
 	var real *cluster.RealNodeOptions
 	if opts.RealNode {
-		if real, err = realNode(ctx, root, dir, cache); err != nil {
+		if real, err = realNode(ctx, root, dir, cache, bins, opts.Deploy, opts.Log); err != nil {
 			os.RemoveAll(dir)
 			return nil, nil, err
 		}
 		real.Images = append(real.Images, opts.Images...)
-	}
-	if opts.Deploy {
-		if real == nil {
-			os.RemoveAll(dir)
-			return nil, nil, errors.New("Options.Deploy needs Options.RealNode: deploy/ runs on the real node")
-		}
-		if err = deployOnRealNode(ctx, real, deployDir, dir, bins, opts.Log); err != nil {
-			os.RemoveAll(dir)
-			return nil, nil, err
-		}
 	}
 	c, err := cluster.Start(ctx, cluster.Options{
 		Nodes: opts.Nodes, Dir: dir, Bins: bins, Driver: driver,
@@ -219,12 +218,16 @@ func Setup(ctx context.Context, opts Options) (*Env, func(), error) {
 		e.Nodes = append(e.Nodes, n.Name)
 		disk[n.Name] = n.DataDir
 	}
+	if c.Real != nil && c.Real.DriverPod != "" {
+		e.Nodes = append(e.Nodes, c.Real.Name)
+		disk[c.Real.Name] = RealNodeDataDir
+	}
 	e.Disk = disk
 	if e.Snap, err = snapclient.NewForConfig(c.RESTConfig); err != nil {
 		stop()
 		return nil, nil, err
 	}
-	if len(c.Nodes) == 0 {
+	if len(e.Nodes) == 0 {
 		return e, stop, nil
 	}
 	if err := e.WaitCapacities(ctx, cluster.StartTimeout); err != nil {
@@ -316,7 +319,7 @@ func snapshotCRDDir(ctx context.Context, root string) (string, error) {
 
 // realNode writes the images the real node runs (pause, busybox) into the
 // run directory and describes the node.
-func realNode(ctx context.Context, moduleRoot, dir, cache string) (*cluster.RealNodeOptions, error) {
+func realNode(ctx context.Context, moduleRoot, dir, cache string, bins binaries.Set, deploy bool, log io.Writer) (*cluster.RealNodeOptions, error) {
 	if !netns.Inside() {
 		return nil, errors.New("a real node runs only inside the tests' network namespace: call netns.Enter in TestMain")
 	}
@@ -331,11 +334,31 @@ func realNode(ctx context.Context, moduleRoot, dir, cache string) (*cluster.Real
 	if err := images.Busybox(ctx, busybox, "/bin/busybox"); err != nil {
 		return nil, err
 	}
-	return &cluster.RealNodeOptions{
+	o := &cluster.RealNodeOptions{
 		Name: RealNodeName, IP: netns.NodeIP,
 		Images: []string{pause, busybox}, PauseImage: images.PauseRef,
 		LockFile: realNodeLock(cache),
-	}, nil
+	}
+	if !deploy {
+		return o, nil
+	}
+	repoRoot := filepath.Join(moduleRoot, "..", "..")
+	begin := time.Now()
+	driverImage := filepath.Join(imgDir, "dirvol.tar")
+	if err := buildDriverImage(ctx, repoRoot, driverImage, log); err != nil {
+		return nil, err
+	}
+	sidecars, overlay, err := sidecarImages(ctx, filepath.Join(repoRoot, "deploy"), imgDir, bins, driverContainer)
+	if err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(log, "e2e: images for deploy/ written in %s\n", time.Since(begin).Round(time.Millisecond))
+	o.Images = append(append(o.Images, driverImage), sidecars...)
+	o.Deploy = filepath.Join(dir, "deploy-overlay")
+	if _, err := manifests.Overlay(o.Deploy, filepath.Join(repoRoot, "deploy", DeployedKustomization), overlay); err != nil {
+		return nil, err
+	}
+	return o, nil
 }
 
 // realNodeLock is the file real nodes on this host serialize on.

@@ -50,7 +50,8 @@ type Config struct {
 	// Roots are the run's own directories.
 	Roots []string
 	// Owned are paths no one else uses while the run holds them (the
-	// kubelet's root dir, under the real nodes' lock).
+	// kubelet's root dir, under the real nodes' lock). Each must be absent
+	// or an empty directory: Take fails otherwise.
 	Owned []string
 	// Shared are paths other programs may write to at the same time
 	// (/run/containerd, /var/log/containers).
@@ -78,6 +79,14 @@ func Take(c Config) (*Snapshot, error) {
 		}
 		s.existed[p] = true
 	}
+	for _, p := range s.owned {
+		if !s.existed[p] {
+			continue
+		}
+		if es, err := os.ReadDir(p); err != nil || len(es) > 0 {
+			return nil, fmt.Errorf("%s exists and is not an empty directory (err %v): in use by something else, or left by a run that was killed; remove it when nothing uses it", p, err)
+		}
+	}
 	for _, p := range s.shared {
 		if s.existed[p] {
 			for _, e := range walk(p) {
@@ -96,7 +105,8 @@ func Take(c Config) (*Snapshot, error) {
 }
 
 // Restore puts the host back: unmounts everything under the roots and the
-// owned paths the run created (deepest first) and removes those paths;
+// owned paths (deepest first), removes the owned paths the run created and
+// empties those that existed (empty);
 // under the shared paths, removes the new entries that are the run's
 // (symlinks into a root, sockets nobody listens on, then directories left
 // empty, the shared path itself included if the run made it); writes the
@@ -104,13 +114,24 @@ func Take(c Config) (*Snapshot, error) {
 // remains.
 func (s *Snapshot) Restore() error {
 	var errs []error
-	created := s.createdOwned()
-	if err := UnmountUnder(append(append([]string{}, s.roots...), created...)...); err != nil {
+	if err := UnmountUnder(append(append([]string{}, s.roots...), s.owned...)...); err != nil {
 		errs = append(errs, err)
 	}
-	for _, p := range created {
+	for _, p := range s.createdOwned() {
 		if err := os.RemoveAll(p); err != nil {
 			errs = append(errs, err)
+		}
+	}
+	for _, p := range s.owned {
+		if !s.existed[p] {
+			continue
+		}
+		// It was empty: everything in it is the run's.
+		es, _ := os.ReadDir(p)
+		for _, e := range es {
+			if err := os.RemoveAll(filepath.Join(p, e.Name())); err != nil {
+				errs = append(errs, err)
+			}
 		}
 	}
 	for _, root := range s.shared {
@@ -236,6 +257,14 @@ func (s *Snapshot) Leftovers() []string {
 	}
 	for _, p := range s.createdOwned() {
 		out = append(out, "path "+p+" (did not exist before)")
+	}
+	for _, p := range s.owned {
+		if s.existed[p] {
+			es, _ := os.ReadDir(p)
+			for _, e := range es {
+				out = append(out, "new entry "+filepath.Join(p, e.Name())+" (the directory was empty)")
+			}
+		}
 	}
 	for _, root := range s.shared {
 		for _, p := range walk(root) {

@@ -36,7 +36,12 @@ func TestRestore(t *testing.T) {
 	// A shared path that does not exist yet: the run's containerd makes
 	// it for its shims' sockets.
 	sharedNew := filepath.Join(base, "run-containerd")
-	s, err := Take(Config{Roots: []string{root}, Owned: []string{made}, Shared: []string{shared, sharedNew},
+	// An owned path that exists, empty: the run may fill it.
+	emptyOwned := filepath.Join(base, "var-lib-dirvol")
+	if err := os.Mkdir(emptyOwned, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	s, err := Take(Config{Roots: []string{root}, Owned: []string{made, emptyOwned}, Shared: []string{shared, sharedNew},
 		Marks: []string{"mynet-"}, Sysctls: []string{setting}})
 	if err != nil {
 		t.Fatal(err)
@@ -68,6 +73,7 @@ func TestRestore(t *testing.T) {
 		t.Fatal(err)
 	}
 	mustWrite(t, setting, "1\n")
+	mustWrite(t, filepath.Join(emptyOwned, "catalog"), "x")
 	socket := filepath.Join(sharedNew, "s", "shim")
 	if err := os.MkdirAll(filepath.Dir(socket), 0o755); err != nil {
 		t.Fatal(err)
@@ -86,7 +92,7 @@ func TestRestore(t *testing.T) {
 
 	left := s.Leftovers()
 	for _, want := range []string{"mount " + inner, "mount " + filepath.Join(made, "pods", "b"), "path " + made,
-		"new entry " + filepath.Join(shared, "ours.log"), "new entry " + socket, "new entry " + cached, "sysctl " + setting} {
+		"new entry " + filepath.Join(shared, "ours.log"), "new entry " + socket, "new entry " + cached, "new entry " + filepath.Join(emptyOwned, "catalog"), "sysctl " + setting} {
 		if !slices.ContainsFunc(left, func(l string) bool { return strings.HasPrefix(l, want) }) {
 			t.Errorf("Leftovers during the run = %q, missing %q", left, want)
 		}
@@ -108,6 +114,9 @@ func TestRestore(t *testing.T) {
 	}
 	if b, err := os.ReadFile(filepath.Join(shared, "someone-elses.log")); err != nil || string(b) != "keep" {
 		t.Errorf("a file that was there before: %q, %v", b, err)
+	}
+	if es, err := os.ReadDir(emptyOwned); err != nil || len(es) != 0 {
+		t.Errorf("owned path that existed empty: %v, %v; want it there and empty", es, err)
 	}
 	if _, err := os.Lstat(sharedNew); !os.IsNotExist(err) {
 		t.Errorf("shared path the run made: %v, want it removed", err)
@@ -166,5 +175,20 @@ func mustWrite(t *testing.T, p, s string) {
 	t.Helper()
 	if err := os.WriteFile(p, []byte(s), 0o644); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestTakeRefusesOwnedPathInUse: an owned path that exists with content
+// belongs to something else: Take fails instead of letting the run use it
+// (and later empty it).
+func TestTakeRefusesOwnedPathInUse(t *testing.T) {
+	base := t.TempDir()
+	owned := filepath.Join(base, "var-lib-dirvol")
+	if err := os.MkdirAll(owned, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	mustWrite(t, filepath.Join(owned, "catalog"), "someone's")
+	if _, err := Take(Config{Roots: []string{filepath.Join(base, "run")}, Owned: []string{owned}}); err == nil {
+		t.Fatal("Take accepted an owned path with content")
 	}
 }

@@ -64,7 +64,7 @@ func ContainerImages(objs []*unstructured.Unstructured) []string {
 		default:
 			continue
 		}
-		for _, m := range podContainers(o) {
+		for _, m := range templateContainers(o) {
 			if img, ok := m["image"].(string); ok {
 				seen[img] = true
 			}
@@ -103,11 +103,11 @@ func (i Image) Retag(ref string) (string, error) {
 	return out + ":" + i.NewTag, nil
 }
 
-// podContainers returns the containers and init containers of a workload's
+// templateContainers returns the containers and init containers of a workload's
 // pod template, as the maps they are in the object (so a caller may edit
 // them). Not through unstructured.NestedSlice: that deep-copies, and
 // kustomize's output holds int values it refuses to copy.
-func podContainers(o *unstructured.Unstructured) []map[string]any {
+func templateContainers(o *unstructured.Unstructured) []map[string]any {
 	var out []map[string]any
 	m := o.Object
 	for _, k := range []string{"spec", "template", "spec"} {

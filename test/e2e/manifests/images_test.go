@@ -79,7 +79,7 @@ func restoreImages(o *unstructured.Unstructured, swapped map[string]string) {
 	for from, to := range swapped {
 		back[to] = from
 	}
-	for _, m := range podContainers(o) {
+	for _, m := range templateContainers(o) {
 		if img, ok := m["image"].(string); ok && back[img] != "" {
 			m["image"] = back[img]
 		}

@@ -10,8 +10,11 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"os/signal"
 	"slices"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
 
 	"github.com/dirvol/dirvol/test/e2e/framework"
@@ -46,7 +49,36 @@ func run(m *testing.M) int {
 		return m.Run()
 	}
 	linksBefore, _ := netns.Links()
-	e, stop, err := framework.Setup(context.Background(), framework.Options{RealNode: true, Log: os.Stderr})
+	// Interrupted (Ctrl-C, kill; go test's timeout is SIGQUIT, which
+	// cannot be handled usefully): a setup under way is cancelled and
+	// cleans up after itself; a running cluster is torn down before
+	// exiting, so the host keeps nothing of the node.
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var (
+		once sync.Once
+		mu   sync.Mutex
+		stop func()
+	)
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+	go func() {
+		s, ok := <-sigs
+		if !ok {
+			return
+		}
+		fmt.Fprintf(os.Stderr, "e2e: %v: tearing the cluster down\n", s)
+		cancel()
+		mu.Lock()
+		running := stop
+		mu.Unlock()
+		if running != nil {
+			once.Do(running)
+			os.Exit(1)
+		}
+	}()
+	e, stopCluster, err := framework.Setup(ctx, framework.Options{RealNode: true, Deploy: true, Log: os.Stderr})
 	switch {
 	case errors.Is(err, framework.ErrSkip):
 		skipReason = err.Error()
@@ -56,9 +88,17 @@ func run(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, "e2e: cluster setup failed:", err)
 		return 1
 	}
+	mu.Lock()
+	stop = stopCluster
+	mu.Unlock()
+	if ctx.Err() != nil { // interrupted as the setup ended
+		once.Do(stop)
+		return 1
+	}
 	env = e
 	code := m.Run()
-	stop()
+	signal.Stop(sigs)
+	once.Do(stop)
 	// The teardown is part of what is tested: nothing of the node may
 	// remain on the host, and of the namespace's interfaces only the
 	// pods' bridge may be new (the CNI plugin never deletes it).

@@ -20,21 +20,29 @@ import (
 )
 
 // busyboxPod is a pod on the real node running script in the busybox image
-// with an emptyDir at /scratch. The shell traps TERM so the pod stops as
-// soon as it is asked to.
+// with an emptyDir at /scratch. It turns ready once script has succeeded
+// (so a test that waits for it sees what the script did). The shell traps
+// TERM so the pod stops as soon as it is asked to.
 func busyboxPod(ns, name, script string) *corev1.Pod {
 	one := int64(1)
 	return &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
 		Spec: corev1.PodSpec{
-			NodeName:                      framework.RealNodeName,
+			// Through the scheduler, which also picks the node for
+			// WaitForFirstConsumer claims.
+			NodeSelector:                  map[string]string{"kubernetes.io/hostname": framework.RealNodeName},
 			TerminationGracePeriodSeconds: &one,
 			Containers: []corev1.Container{{
 				Name:            "app",
 				Image:           images.BusyboxRef,
 				ImagePullPolicy: corev1.PullNever,
-				Command:         []string{"sh", "-c", "trap 'exit 0' TERM; " + script + "; while true; do sleep 1; done"},
-				VolumeMounts:    []corev1.VolumeMount{{Name: "scratch", MountPath: "/scratch"}},
+				Command: []string{"sh", "-c", "trap 'exit 0' TERM; if " + script + "; then touch /tmp/script-done; else echo script failed >&2; fi; " +
+					"while true; do sleep 1; done"},
+				ReadinessProbe: &corev1.Probe{
+					ProbeHandler:  corev1.ProbeHandler{Exec: &corev1.ExecAction{Command: []string{"test", "-e", "/tmp/script-done"}}},
+					PeriodSeconds: 1,
+				},
+				VolumeMounts: []corev1.VolumeMount{{Name: "scratch", MountPath: "/scratch"}},
 			}},
 			Volumes: []corev1.Volume{{Name: "scratch", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}},
 		},
