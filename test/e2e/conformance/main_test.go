@@ -97,7 +97,7 @@ func run(m *testing.M) int {
 			return 1
 		}
 		defer os.RemoveAll(imgDir)
-		archives, err := images.Suite(ctx, imgDir, "/bin/busybox", "/bin/dd", bins.Path(binaries.Agnhost))
+		archives, err := images.Suite(ctx, imgDir, "/bin/busybox", map[string]string{"bin/dd": "/bin/dd", "bin/sh": "/bin/dash"}, bins.Path(binaries.Agnhost))
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "conformance: the suite's images:", err)
 			return 1

@@ -2,8 +2,10 @@ package images
 
 import (
 	"context"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 )
@@ -22,7 +24,9 @@ const (
 	// SuiteGlibcDNSTestingRef runs the multiVolume suite's pods, which
 	// need a shell, sha256sum, base64 and GNU dd (upstream's image is
 	// glibc-based; the block-mode checks write with oflag=nocache, which
-	// busybox's dd refuses): busybox with the host's coreutils dd.
+	// busybox's dd refuses): busybox with the host's coreutils dd, and the
+	// host's dash as /bin/sh (busybox's shell runs its own applets before
+	// anything on PATH, so it would still run busybox's dd).
 	SuiteGlibcDNSTestingRef = "registry.k8s.io/e2e-test-images/glibc-dns-testing:2.1.1"
 	// SuiteAgnhostRef runs the host-exec and some client pods: the
 	// agnhost program built from the same release, with busybox for the
@@ -32,10 +36,11 @@ const (
 
 // Suite writes the storage suite's images into dir, one docker archive
 // each, and returns the archives: busybox (the static binary at busybox)
-// under SuiteBusyboxRef and SuiteNginxRef; the same with GNU dd (the
-// program at dd) under SuiteGlibcDNSTestingRef; and SuiteAgnhostRef with the
-// agnhost binary at agnhost.
-func Suite(ctx context.Context, dir, busybox, dd, agnhost string) ([]string, error) {
+// under SuiteBusyboxRef and SuiteNginxRef; the same with the host's programs
+// in glibc (image path: host path; GNU dd and a shell that is not busybox)
+// under SuiteGlibcDNSTestingRef; and SuiteAgnhostRef with the agnhost binary
+// at agnhost.
+func Suite(ctx context.Context, dir, busybox string, glibc map[string]string, agnhost string) ([]string, error) {
 	files, err := busyboxFiles(ctx, busybox)
 	if err != nil {
 		return nil, err
@@ -51,12 +56,14 @@ func Suite(ctx context.Context, dir, busybox, dd, agnhost string) ([]string, err
 		}
 		out = append(out, archive)
 	}
-	glibc, err := withProgram(ctx, files, dd, "bin/dd")
-	if err != nil {
-		return nil, err
+	glibcFiles := files
+	for _, path := range slices.Sorted(maps.Keys(glibc)) {
+		if glibcFiles, err = withProgram(ctx, glibcFiles, glibc[path], path); err != nil {
+			return nil, err
+		}
 	}
 	archive := filepath.Join(dir, "suite-glibc-dns-testing.tar")
-	if err := Write(archive, SuiteGlibcDNSTestingRef, glibc, busyboxConfig); err != nil {
+	if err := Write(archive, SuiteGlibcDNSTestingRef, glibcFiles, busyboxConfig); err != nil {
 		return nil, err
 	}
 	out = append(out, archive)
@@ -88,12 +95,22 @@ func withProgram(ctx context.Context, files []File, bin, path string) ([]File, e
 	if err != nil {
 		return nil, err
 	}
+	have := map[string]bool{}
 	out := make([]File, 0, len(files)+1+len(libs))
 	for _, f := range files {
 		if f.Path != path {
 			out = append(out, f)
+			have[f.Path] = true
 		}
 	}
+	// Two programs may link the same library: one entry each.
+	var newLibs []File
+	for _, l := range libs {
+		if !have[l.Path] {
+			newLibs = append(newLibs, l)
+		}
+	}
+	libs = newLibs
 	out = append(out, File{Path: path, Mode: 0o755, Data: data})
 	return append(out, libs...), nil
 }

@@ -14,18 +14,19 @@ import (
 )
 
 // TestSuite: each of the suite's images is in its own archive under its
-// manifest name; glibc-dns-testing has GNU dd (a regular file, not the
-// busybox applet link, whose dd lacks oflag=nocache) and the libraries it
-// links; agnhost runs /agnhost pause and has a shell and nsenter.
+// manifest name; glibc-dns-testing has GNU dd and a shell of its own
+// (regular files, not busybox applet links: busybox's dd lacks
+// oflag=nocache, and busybox's shell prefers its applets) and the libraries
+// they link; agnhost runs /agnhost pause and has a shell and nsenter.
 func TestSuite(t *testing.T) {
-	for _, p := range []string{"/bin/busybox", "/bin/dd", "/bin/true"} {
+	for _, p := range []string{"/bin/busybox", "/bin/dd", "/bin/dash", "/bin/true"} {
 		if _, err := os.Stat(p); err != nil {
 			t.Skipf("no %s", p)
 		}
 	}
 	dir := t.TempDir()
 	// /bin/true stands in for agnhost: any dynamically linked program.
-	archives, err := Suite(context.Background(), dir, "/bin/busybox", "/bin/dd", "/bin/true")
+	archives, err := Suite(context.Background(), dir, "/bin/busybox", map[string]string{"bin/dd": "/bin/dd", "bin/sh": "/bin/dash"}, "/bin/true")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,6 +75,9 @@ func TestSuite(t *testing.T) {
 		case SuiteGlibcDNSTestingRef:
 			if types["bin/dd"] != tar.TypeReg {
 				t.Errorf("%s: bin/dd is type %q, want the GNU dd program", ref, types["bin/dd"])
+			}
+			if types["bin/sh"] != tar.TypeReg {
+				t.Errorf("%s: bin/sh is type %q, want a shell that runs dd from PATH, not busybox's", ref, types["bin/sh"])
 			}
 			if !hasPrefix(types, "lib") {
 				t.Errorf("%s: no shared libraries for dd", ref)
