@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/dirvol/dirvol/test/e2e/binaries"
@@ -65,7 +64,7 @@ func containerNamesAndImages(obj map[string]any) [][2]string {
 		c, _ := raw.(map[string]any)
 		name, _ := c["name"].(string)
 		img, _ := c["image"].(string)
-		if name != "" && img != "" && !strings.HasPrefix(img, "dirvol.test/") {
+		if name != "" && img != "" {
 			out = append(out, [2]string{name, img})
 		}
 	}
