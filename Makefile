@@ -91,10 +91,13 @@ image-docker: ## Build the same image from the Dockerfile with docker.
 
 # --- Cluster end-to-end tests (test/e2e, a Go module of its own) -------------
 # Without E2E_KUBECONFIG they build etcd, kube-apiserver, kube-controller-manager,
-# kube-scheduler and the CSI sidecars from the Go module proxy (once: cached in
-# ${DIRVOL_E2E_CACHE:-~/.cache/dirvol-e2e}; a cold build takes ~20 min on 2
-# cores) and start a local control plane with kubelet-less nodes. As non-root
-# the tests skip, so the build is skipped too. See test/e2e/README.md.
+# kube-scheduler, kubelet, kubectl and the CSI sidecars from the Go module proxy
+# (once: cached in ${DIRVOL_E2E_CACHE:-~/.cache/dirvol-e2e}; a cold build takes
+# ~30 min on 2 cores) and start a local control plane, in a network namespace of
+# their own, with kubelet-less nodes and one real node (containerd, runc, CNI
+# plugins, kubelet) running deploy/ from the image `make image` builds. The real
+# node uses /var/lib/kubelet and /var/lib/dirvol, which must be absent or empty.
+# As non-root the tests skip, so the build is skipped too. See test/e2e/README.md.
 E2E_TIMEOUT ?= 60m
 E2E_PREBUILD = if [ -z "$$E2E_KUBECONFIG" ] && [ "$$(id -u)" = 0 ]; then (cd test/e2e && go run ./cmd/e2e-binaries >/dev/null); fi
 
