@@ -31,6 +31,7 @@ const (
 	ProvisionerVersion = "v6.3.0"
 	SnapshotterVersion = "v8.7.0"
 	ResizerVersion     = "v2.3.0"
+	HelmVersion        = "v4.3.2"
 )
 
 // Binary names, as the harness looks them up in a Set.
@@ -45,6 +46,9 @@ const (
 	Kubelet               = "kubelet"
 	Kubectl               = "kubectl"
 	CSIResizer            = "csi-resizer"
+	// helm, for the chart tests (lint, template) and the chart's
+	// install on a real node.
+	Helm = "helm"
 
 	// The Kubernetes external storage suite (make conformance): the
 	// suite's test binary, the ginkgo runner, and agnhost for the suite's
@@ -94,7 +98,12 @@ var components = []component{
 	// the storage conformance suite, which runs it).
 	{Kubectl, "kubernetes", "k8s.io/kubernetes/cmd/kubectl", kubeLDFlags},
 	{CSIResizer, "external-resizer", "github.com/kubernetes-csi/external-resizer/v2/cmd/csi-resizer", "-X main.version=" + ResizerVersion},
+	helmComponent,
 }
+
+// helmComponent is helm, stamped with its release as upstream's Makefile
+// stamps it (helm version, and the chart's kubeVersion checks, read it).
+var helmComponent = component{Helm, "helm", "helm.sh/helm/v4/cmd/helm", "-X helm.sh/helm/v4/internal/version.version=" + HelmVersion}
 
 // conformanceComponents are what `make conformance` adds to components:
 // built only on demand (EnsureConformance), since the other tests need none
@@ -148,8 +157,8 @@ func Key(buildRoot string) (string, error) {
 			h.Write(b)
 		}
 	}
-	return fmt.Sprintf("k8s-%s_etcd-%s_prov-%s_snap-%s_resizer-%s_%s", KubernetesVersion, EtcdVersion,
-		ProvisionerVersion, SnapshotterVersion, ResizerVersion, hex.EncodeToString(h.Sum(nil))[:12]), nil
+	return fmt.Sprintf("k8s-%s_etcd-%s_prov-%s_snap-%s_resizer-%s_helm-%s_%s", KubernetesVersion, EtcdVersion,
+		ProvisionerVersion, SnapshotterVersion, ResizerVersion, HelmVersion, hex.EncodeToString(h.Sum(nil))[:12]), nil
 }
 
 // Ensure returns the binaries, building those not yet in
@@ -158,6 +167,17 @@ func Key(buildRoot string) (string, error) {
 // serialize on a lock file, so each binary is built once.
 func Ensure(ctx context.Context, buildRoot, cacheDir string, log io.Writer) (Set, error) {
 	return ensure(ctx, buildRoot, cacheDir, components, log)
+}
+
+// EnsureHelm is Ensure for helm alone, in the same cache directory: the
+// chart tests need no cluster, so a cold machine builds nothing else for
+// them.
+func EnsureHelm(ctx context.Context, buildRoot, cacheDir string, log io.Writer) (string, error) {
+	set, err := ensure(ctx, buildRoot, cacheDir, []component{helmComponent}, log)
+	if err != nil {
+		return "", err
+	}
+	return set.Path(Helm), nil
 }
 
 // EnsureConformance is Ensure for the binaries of the external storage
