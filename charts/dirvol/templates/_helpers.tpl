@@ -67,7 +67,8 @@ an image pool's mount point and the directory holding its image.
 
 {{/*
 dirvol.validate fails the render on what values.schema.json cannot say: names
-given twice, a class naming a pool that does not exist, two default classes.
+given twice, a class naming a pool that does not exist, a default class that
+is not among the classes.
 */}}
 {{- define "dirvol.validate" -}}
 {{- $pools := dict "default" true -}}
@@ -76,24 +77,30 @@ given twice, a class naming a pool that does not exist, two default classes.
 {{- if hasKey $seen .name -}}
 {{- fail (printf "pools: pool %q is given twice; give each pool its own name" .name) -}}
 {{- end -}}
+{{- if and .image .backend -}}
+{{- fail (printf "pools: pool %q is an image pool, which the driver always formats btrfs; drop backend: %s" .name .backend) -}}
+{{- end -}}
+{{- if and .size (not .image) -}}
+{{- fail (printf "pools: pool %q has a size but no image; size applies only to image pools: give image (a file for the driver to make) or drop size" .name) -}}
+{{- end -}}
 {{- $_ := set $seen .name true -}}
 {{- $_ := set $pools .name true -}}
 {{- end -}}
 {{- $classes := dict -}}
-{{- $defaults := list -}}
 {{- range .Values.storageClasses -}}
 {{- if hasKey $classes .name -}}
 {{- fail (printf "storageClasses: class %q is given twice; give each class its own name" .name) -}}
 {{- end -}}
 {{- $_ := set $classes .name true -}}
-{{- if .default }}{{ $defaults = append $defaults .name }}{{ end -}}
 {{- $pool := (.parameters | default dict).pool -}}
 {{- if and $pool (not (hasKey $pools (toString $pool))) -}}
 {{- fail (printf "storageClasses: class %q names pool %q, which is neither \"default\" nor in pools (%s); add the pool to pools or fix the name" .name $pool (keys $pools | sortAlpha | join ", ")) -}}
 {{- end -}}
 {{- end -}}
-{{- if gt (len $defaults) 1 -}}
-{{- fail (printf "storageClasses: %s are all marked default; a cluster has one default StorageClass, mark only one" (join ", " $defaults)) -}}
+{{- with .Values.defaultStorageClass -}}
+{{- if not (hasKey $classes .) -}}
+{{- fail (printf "defaultStorageClass: %q is not among storageClasses (%s); name one of them, or \"\" for none" . (keys $classes | sortAlpha | join ", ")) -}}
+{{- end -}}
 {{- end -}}
 {{- $vacs := dict -}}
 {{- range .Values.volumeAttributesClasses -}}

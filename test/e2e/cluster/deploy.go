@@ -12,6 +12,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/runtime"
 
@@ -43,12 +44,27 @@ func (c *Cluster) deployDriver(ctx context.Context, r *RealNode, dir string) err
 			}
 		}
 	}
+	if err := prepareHost(r, objs); err != nil {
+		return err
+	}
+	return c.waitDriver(ctx, r)
+}
+
+// prepareHost readies the host for the DaemonSet among objs (the driver's
+// namespace, shared host paths) before its pod starts.
+func prepareHost(r *RealNode, objs []*unstructured.Unstructured) error {
 	for _, ds := range manifests.Select(objs, "DaemonSet") {
 		r.DriverNamespace = ds.GetNamespace()
 		if err := shareBidirectionalHostPaths(ds.Object); err != nil {
 			return err
 		}
 	}
+	return nil
+}
+
+// waitDriver waits until the DaemonSet's pod on the real node is ready and
+// the kubelet has registered the driver in the node's CSINode.
+func (c *Cluster) waitDriver(ctx context.Context, r *RealNode) error {
 	ctx, cancel := context.WithTimeout(ctx, StartTimeout)
 	defer cancel()
 	last := "no pod yet"

@@ -41,6 +41,9 @@ type RealNodeOptions struct {
 	// harness's images, manifests.Overlay) applied once the node is Ready:
 	// dirvol then runs on the node as its DaemonSet's pod.
 	Deploy string
+	// Chart, when set instead of Deploy, installs dirvol's Helm chart with
+	// helm install once the node is Ready.
+	Chart *ChartInstall
 }
 
 // RealNode is the running real node.
@@ -49,7 +52,7 @@ type RealNode struct {
 	// PodLogsDir is the kubelet's podLogsDir, under the run directory.
 	PodLogsDir string
 	// DriverNamespace and DriverPod: the DaemonSet's pod on this node
-	// (RealNodeOptions.Deploy).
+	// (RealNodeOptions.Deploy or Chart).
 	DriverNamespace, DriverPod string
 
 	containerd *containerd
@@ -142,10 +145,13 @@ func (c *Cluster) startRealNode(ctx context.Context, o RealNodeOptions) error {
 	if err := c.startKubelet(ctx, r); err != nil {
 		return err
 	}
-	if o.Deploy == "" {
-		return nil
+	switch {
+	case o.Chart != nil:
+		return c.installChart(ctx, r, *o.Chart)
+	case o.Deploy != "":
+		return c.deployDriver(ctx, r, o.Deploy)
 	}
-	return c.deployDriver(ctx, r, o.Deploy)
+	return nil
 }
 
 // drainRealNode stops the controllers that would replace pods, deletes the

@@ -5,26 +5,38 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
+	"strings"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
 	"github.com/dirvol/dirvol/test/e2e/binaries"
+	"github.com/dirvol/dirvol/test/e2e/cluster"
 	"github.com/dirvol/dirvol/test/e2e/dirvolimage"
+	"github.com/dirvol/dirvol/test/e2e/helmchart"
 	"github.com/dirvol/dirvol/test/e2e/images"
 	"github.com/dirvol/dirvol/test/e2e/manifests"
 )
 
+// sidecarImage is the image the harness makes for one sidecar container of
+// deploy/'s DaemonSet.
+type sidecarImage struct {
+	container string          // the container's name, which is the binary's
+	archive   string          // the docker archive the node imports
+	entry     manifests.Image // the images: entry that swaps it in
+}
+
 // sidecarImages writes, into dir, an image for every container of deploy/'s
 // DaemonSet that runs a binary the harness builds (csi-provisioner,
-// csi-snapshotter, csi-resizer: the container's name is the binary's), and
-// returns the archives and the overlay's images: entries for them. driver
-// is the container whose image comes from elsewhere (the dirvol image).
-func sidecarImages(ctx context.Context, deployDir, dir string, bins binaries.Set, driver string) ([]string, []manifests.Image, error) {
+// csi-snapshotter, csi-resizer: the container's name is the binary's).
+// driver is the container whose image comes from elsewhere (the dirvol
+// image).
+func sidecarImages(ctx context.Context, deployDir, dir string, bins binaries.Set, driver string) ([]sidecarImage, error) {
 	objs, err := manifests.Render(filepath.Join(deployDir, "base"))
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	var archives []string
-	var entries []manifests.Image
+	var out []sidecarImage
 	for _, ds := range manifests.Select(objs, "DaemonSet") {
 		for _, ctr := range containerNamesAndImages(ds.Object) {
 			name, ref := ctr[0], ctr[1]
@@ -33,19 +45,39 @@ func sidecarImages(ctx context.Context, deployDir, dir string, bins binaries.Set
 			}
 			bin := bins.Path(name)
 			if bin == "" {
-				return nil, nil, fmt.Errorf("DaemonSet %s: container %s runs %s, and the harness builds no binary named %s for its image", ds.GetName(), name, ref, name)
+				return nil, fmt.Errorf("DaemonSet %s: container %s runs %s, and the harness builds no binary named %s for its image", ds.GetName(), name, ref, name)
 			}
 			local := "dirvol.test/" + name
 			archive := filepath.Join(dir, name+".tar")
 			if err := images.Binary(ctx, archive, local+":e2e", bin); err != nil {
-				return nil, nil, err
+				return nil, err
 			}
-			archives = append(archives, archive)
-			entries = append(entries, manifests.Image{Name: manifests.ImageName(ref), NewName: local, NewTag: "e2e"})
+			out = append(out, sidecarImage{name, archive, manifests.Image{Name: manifests.ImageName(ref), NewName: local, NewTag: "e2e"}})
 		}
 	}
-	return archives, entries, nil
+	return out, nil
 }
+
+// chartInstall describes helm install of charts/dirvol with the harness's
+// sidecar images: the same swaps as the kustomize overlay's images:, given
+// as the chart's values (sidecars.<container without "csi-">.image); the
+// dirvol image keeps the reference the chart defaults to, which the image
+// built from this tree carries. The chart's other values are its defaults:
+// deploy/base's objects.
+func chartInstall(repoRoot, runDir string, bins binaries.Set, sidecars []sidecarImage) *cluster.ChartInstall {
+	ci := &cluster.ChartInstall{
+		Helm:    helmchart.Helm{Bin: bins.Path(binaries.Helm), Home: filepath.Join(runDir, "helm")},
+		Chart:   filepath.Join(repoRoot, "charts", "dirvol"),
+		Release: ChartRelease, Namespace: metav1.NamespaceDefault,
+	}
+	for _, s := range sidecars {
+		ci.Args = append(ci.Args, "--set", fmt.Sprintf("sidecars.%s.image=%s:%s", strings.TrimPrefix(s.container, "csi-"), s.entry.NewName, s.entry.NewTag))
+	}
+	return ci
+}
+
+// ChartRelease is the name of the helm release of Options.Chart.
+const ChartRelease = "dirvol"
 
 // containerNamesAndImages returns [name, image] of each container of a
 // workload object's pod template.

@@ -69,6 +69,9 @@ type Env struct {
 	// (the harness's build on the local cluster, kubectl on PATH
 	// otherwise).
 	Kubeconfig, KubectlPath string
+	// Chart is the helm release that installed dirvol on the real node
+	// (Options.Chart), with its helm pointed at the cluster; nil otherwise.
+	Chart *cluster.ChartInstall
 }
 
 // Supports reports whether dirvol advertises the controller capability:
@@ -127,6 +130,10 @@ type Options struct {
 	// the sidecars from the harness's binaries); dirvol's tests then run
 	// there.
 	Deploy bool
+	// Chart, with Deploy, installs dirvol with `helm install` of
+	// charts/dirvol instead, with --set overrides of the same image
+	// references (Env.Chart).
+	Chart bool
 	// Images are more docker archives the real node imports before the
 	// kubelet starts (a test suite's images).
 	Images []string
@@ -191,7 +198,7 @@ func Setup(ctx context.Context, opts Options) (*Env, func(), error) {
 	keep := os.Getenv(EnvKeep) != ""
 	var real *cluster.RealNodeOptions
 	if opts.RealNode {
-		if real, err = realNode(ctx, root, dir, cache, bins, opts.Deploy, opts.Log); err != nil {
+		if real, err = realNode(ctx, root, dir, cache, bins, opts.Deploy, opts.Chart, opts.Log); err != nil {
 			os.RemoveAll(dir)
 			return nil, nil, err
 		}
@@ -223,6 +230,11 @@ func Setup(ctx context.Context, opts Options) (*Env, func(), error) {
 		disk[c.Real.Name] = RealNodeDataDir
 	}
 	e.Disk = disk
+	if real != nil && real.Chart != nil {
+		ci := *real.Chart
+		ci.Helm.Kubeconfig = c.Kubeconfig
+		e.Chart = &ci
+	}
 	if e.Snap, err = snapclient.NewForConfig(c.RESTConfig); err != nil {
 		stop()
 		return nil, nil, err
@@ -319,7 +331,7 @@ func snapshotCRDDir(ctx context.Context, root string) (string, error) {
 
 // realNode writes the images the real node runs (pause, busybox) into the
 // run directory and describes the node.
-func realNode(ctx context.Context, moduleRoot, dir, cache string, bins binaries.Set, deploy bool, log io.Writer) (*cluster.RealNodeOptions, error) {
+func realNode(ctx context.Context, moduleRoot, dir, cache string, bins binaries.Set, deploy, chart bool, log io.Writer) (*cluster.RealNodeOptions, error) {
 	if !netns.Inside() {
 		return nil, errors.New("a real node runs only inside the tests' network namespace: call netns.Enter in TestMain")
 	}
@@ -348,12 +360,21 @@ func realNode(ctx context.Context, moduleRoot, dir, cache string, bins binaries.
 	if err := buildDriverImage(ctx, repoRoot, driverImage, log); err != nil {
 		return nil, err
 	}
-	sidecars, overlay, err := sidecarImages(ctx, filepath.Join(repoRoot, "deploy"), imgDir, bins, driverContainer)
+	sidecars, err := sidecarImages(ctx, filepath.Join(repoRoot, "deploy"), imgDir, bins, driverContainer)
 	if err != nil {
 		return nil, err
 	}
 	fmt.Fprintf(log, "e2e: images for deploy/ written in %s\n", time.Since(begin).Round(time.Millisecond))
-	o.Images = append(append(o.Images, driverImage), sidecars...)
+	o.Images = append(o.Images, driverImage)
+	var overlay []manifests.Image
+	for _, s := range sidecars {
+		o.Images = append(o.Images, s.archive)
+		overlay = append(overlay, s.entry)
+	}
+	if chart {
+		o.Chart = chartInstall(repoRoot, dir, bins, sidecars)
+		return o, nil
+	}
 	o.Deploy = filepath.Join(dir, "deploy-overlay")
 	if _, err := manifests.Overlay(o.Deploy, filepath.Join(repoRoot, "deploy", DeployedKustomization), overlay); err != nil {
 		return nil, err

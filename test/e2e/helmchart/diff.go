@@ -22,9 +22,24 @@ func (k Key) String() string {
 	return fmt.Sprintf("%s %s %s/%s", k.APIVersion, k.Kind, k.Namespace, k.Name)
 }
 
-// KeyOf returns o's key.
+// KeyOf returns o's key. An object of a cluster-scoped kind has no
+// namespace, whatever its metadata says: the API server drops it.
 func KeyOf(o *unstructured.Unstructured) Key {
-	return Key{o.GetAPIVersion(), o.GetKind(), o.GetNamespace(), o.GetName()}
+	ns := o.GetNamespace()
+	if clusterScoped[o.GetKind()] {
+		ns = ""
+	}
+	return Key{o.GetAPIVersion(), o.GetKind(), ns, o.GetName()}
+}
+
+// clusterScoped are the cluster-scoped kinds among dirvol's objects.
+// kustomize sets its namespace: on every object whose kind its built-in
+// schema does not know to be cluster-scoped (VolumeAttributesClass), and the
+// API server ignores it there; Diff does too.
+var clusterScoped = map[string]bool{
+	"Namespace": true, "CSIDriver": true, "StorageClass": true, "VolumeAttributesClass": true,
+	"ClusterRole": true, "ClusterRoleBinding": true, "CustomResourceDefinition": true,
+	"VolumeSnapshotClass": true,
 }
 
 // Diff compares two renders of the same objects and returns one line per
@@ -81,9 +96,12 @@ func byKey(objs []*unstructured.Unstructured) (map[Key]any, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", k, err)
 		}
-		var v any
+		var v map[string]any
 		if err := json.Unmarshal(b, &v); err != nil {
 			return nil, fmt.Errorf("%s: %w", k, err)
+		}
+		if md, ok := v["metadata"].(map[string]any); ok && k.Namespace == "" {
+			delete(md, "namespace")
 		}
 		out[k] = v
 	}

@@ -2,6 +2,7 @@ package helmchart
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"path/filepath"
 	"strings"
@@ -46,7 +47,7 @@ func TestRendersDeploy(t *testing.T) {
 	}{
 		{"base", nil},
 		{"overlays/image-pool", []string{"--values", filepath.Join("testdata", "image-pool.yaml")}},
-		{"overlays/default-class", []string{"--set", "storageClasses[0].default=true"}},
+		{"overlays/default-class", []string{"--set", "defaultStorageClass=dirvol"}},
 	} {
 		t.Run(tc.kustomization, func(t *testing.T) {
 			want, err := manifests.Render(filepath.Join(deployDir, tc.kustomization))
@@ -80,7 +81,7 @@ func TestDiffNamesObjectAndField(t *testing.T) {
 	var got []*unstructured.Unstructured
 	var capacityArg, appendedArg string
 	for _, o := range want {
-		c := o.DeepCopy()
+		c := copyObject(t, o)
 		switch {
 		case c.GetKind() == "DaemonSet":
 			ctrs := c.Object["spec"].(map[string]any)["template"].(map[string]any)["spec"].(map[string]any)["containers"].([]any)
@@ -132,4 +133,19 @@ func TestDiffNamesObjectAndField(t *testing.T) {
 	if len(diffs) != 4 {
 		t.Errorf("Diff reported %d differences, want 4:\n  %s", len(diffs), strings.Join(diffs, "\n  "))
 	}
+}
+
+// copyObject copies o through JSON (kustomize's output holds int values,
+// which Unstructured.DeepCopy refuses).
+func copyObject(t *testing.T, o *unstructured.Unstructured) *unstructured.Unstructured {
+	t.Helper()
+	b, err := json.Marshal(o.Object)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &unstructured.Unstructured{}
+	if err := json.Unmarshal(b, &c.Object); err != nil {
+		t.Fatal(err)
+	}
+	return c
 }

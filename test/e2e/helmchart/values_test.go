@@ -132,7 +132,7 @@ func TestValues(t *testing.T) {
 		},
 		{
 			name: "StorageClass parameters, reclaim policy, default class",
-			args: []string{"--values", filepath.Join("testdata", "pools.yaml"), "--set", "storageClasses[2].default=true"},
+			args: []string{"--values", filepath.Join("testdata", "pools.yaml"), "--set", "defaultStorageClass=dirvol-fast"},
 			check: func(t *testing.T, r render) {
 				sc, ok := r.classes["dirvol-fast"]
 				if !ok {
@@ -325,8 +325,8 @@ func TestBadValues(t *testing.T) {
 	}{
 		{"unknown pool backend", "pools: [{name: x, path: /mnt/x, backend: zfs}]", []string{"/pools/0/backend", "dir", "btrfs"}},
 		{"image pool without size", "pools: [{name: x, image: /var/lib/dirvol/x.img}]", []string{"/pools/0", "size"}},
-		{"image pool with a backend", "pools: [{name: x, image: /var/lib/dirvol/x.img, size: 1Gi, backend: dir}]", []string{"/pools/0", "backend"}},
-		{"directory pool with a size", "pools: [{name: x, path: /mnt/x, size: 1Gi}]", []string{"/pools/0", "size"}},
+		{"image pool with a backend", "pools: [{name: x, image: /var/lib/dirvol/x.img, size: 1Gi, backend: dir}]", []string{`pool "x" is an image pool`, "drop backend"}},
+		{"directory pool with a size", "pools: [{name: x, path: /mnt/x, size: 1Gi}]", []string{`pool "x" has a size but no image`}},
 		{"pool with neither path nor image", "pools: [{name: x}]", []string{"/pools/0", "path"}},
 		{"relative pool path", "pools: [{name: x, path: mnt/x}]", []string{"/pools/0/path"}},
 		{"comma in a pool path", "pools: [{name: x, path: '/mnt/x,backend=dir'}]", []string{"/pools/0/path"}},
@@ -337,7 +337,7 @@ func TestBadValues(t *testing.T) {
 		{"unknown class parameter", "storageClasses: [{name: c, parameters: {bogus: x}}]", []string{"/storageClasses/0/parameters", "bogus"}},
 		{"bad onDelete", "storageClasses: [{name: c, parameters: {onDelete: sometimes}}]", []string{"/storageClasses/0/parameters/onDelete", "archive"}},
 		{"mode not quoted", "storageClasses: [{name: c, parameters: {mode: 0770}}]", []string{"/storageClasses/0/parameters/mode", "string"}},
-		{"two default classes", "storageClasses: [{name: a, default: true}, {name: b, default: true}]", []string{"a, b are all marked default"}},
+		{"default class not among the classes", "defaultStorageClass: dirvol-fast", []string{`defaultStorageClass: "dirvol-fast" is not among storageClasses`, "dirvol-archive"}},
 		{"class given twice", "storageClasses: [{name: a}, {name: a}]", []string{`class "a" is given twice`}},
 		{"reclaim policy", "storageClasses: [{name: a, reclaimPolicy: Recycle}]", []string{"/storageClasses/0/reclaimPolicy"}},
 		{"VolumeAttributesClass with pool", "volumeAttributesClasses: [{name: v, parameters: {pool: x}}]", []string{"/volumeAttributesClasses/0/parameters", "pool"}},

@@ -158,6 +158,21 @@ func (a *Applier) Apply(ctx context.Context, obj *unstructured.Unstructured, dry
 	return nil
 }
 
+// Get reads obj's current state from the cluster; an object that does not
+// exist gives an error for which apierrors.IsNotFound is true.
+func (a *Applier) Get(ctx context.Context, obj *unstructured.Unstructured) (*unstructured.Unstructured, error) {
+	gvk := obj.GroupVersionKind()
+	mapping, err := a.mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
+	if err != nil {
+		return nil, err
+	}
+	var ri dynamic.ResourceInterface = a.dyn.Resource(mapping.Resource)
+	if mapping.Scope.Name() == meta.RESTScopeNameNamespace {
+		ri = a.dyn.Resource(mapping.Resource).Namespace(obj.GetNamespace())
+	}
+	return ri.Get(ctx, obj.GetName(), metav1.GetOptions{})
+}
+
 // Delete deletes obj, ignoring an object that is already gone.
 func (a *Applier) Delete(ctx context.Context, obj *unstructured.Unstructured) error {
 	gvk := obj.GroupVersionKind()
