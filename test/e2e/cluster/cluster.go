@@ -160,10 +160,15 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 		{"clients", c.connect},
 		{"kube-controller-manager", c.startControllerManager},
 		{"kube-scheduler", c.startScheduler},
-		{"deploy/base CSIDriver and StorageClasses", c.installBase},
+		{installBaseStep, c.installBase},
 		{"snapshot CRDs and snapshot-controller", c.installSnapshots},
 	}
 	for _, s := range steps {
+		if s.name == installBaseStep && opts.RealNode != nil && opts.RealNode.Chart != nil {
+			// The chart installs them, and helm refuses to take over
+			// objects it did not make.
+			continue
+		}
 		if err := s.fn(ctx); err != nil {
 			return nil, fmt.Errorf("start %s: %w", s.name, err)
 		}
@@ -202,6 +207,9 @@ func (c *Cluster) connect(context.Context) error {
 	c.Applier, err = manifests.NewApplier(cfg)
 	return err
 }
+
+// installBaseStep names the step of Start that runs installBase.
+const installBaseStep = "deploy/base CSIDriver and StorageClasses"
 
 // installBase applies, for real, what of deploy/base a cluster without the
 // DaemonSet needs: the namespace (CSIStorageCapacity objects live there),
