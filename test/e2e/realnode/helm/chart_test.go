@@ -118,7 +118,7 @@ func TestHelmInstallOnRealNode(t *testing.T) {
 			t.Errorf("pod %s/%s left", p.Namespace, p.Name)
 		}
 	}
-	list, err := ci.Helm.Run(ctx, "list", "--all-namespaces", "--all", "--short")
+	list, err := ci.Helm.Run(ctx, "list", "--all-namespaces", "--short")
 	if err != nil {
 		t.Fatal(err)
 	}
