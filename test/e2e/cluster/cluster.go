@@ -68,6 +68,10 @@ type Options struct {
 	// that namespace, port 443, so pods reach it at the kubernetes
 	// Service's ClusterIP.
 	RealNode *RealNodeOptions
+	// AuditLog, when set, is the file kube-apiserver writes an audit
+	// record of every request to (watches aside, metadata only), so a
+	// benchmark can count requests per client (user agent).
+	AuditLog string
 }
 
 // Node is one kubelet-less node and its node plugin.
