@@ -44,7 +44,8 @@ func BenchmarkProvision(b *testing.B) {
 			b.Run(fmt.Sprintf("claims=%d/nodes=%d", claims, nodes), func(b *testing.B) {
 				var opts []cluster.NodeOptions
 				for i := range nodes {
-					opts = append(opts, cluster.NodeOptions{Name: fmt.Sprintf("node-%d", i)})
+					// Room on each node for every pod of the round.
+					opts = append(opts, cluster.NodeOptions{Name: fmt.Sprintf("node-%d", i), Pods: claims + 100})
 				}
 				e, stop, err := framework.Setup(context.Background(), framework.Options{Nodes: opts, Log: os.Stderr, AuditLog: true})
 				if err != nil {
