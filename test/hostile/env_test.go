@@ -65,6 +65,7 @@ func startWith(t *testing.T, configure func(e *env, cfg *app.Config)) *env {
 		Pools:              pool.Specs{{Name: "extra", Path: e.extra}},
 		DefaultVolumeBytes: 1 << 20,
 		UsageRefresh:       time.Hour,
+		LoopSweep:          time.Minute,
 	}
 	if configure != nil {
 		configure(e, &cfg)
