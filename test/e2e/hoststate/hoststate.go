@@ -503,3 +503,27 @@ func clean(ps []string) []string {
 	}
 	return out
 }
+
+// FileID returns the device and inode numbers of the file at path, which
+// identify it to LoopDevicesOn after it is moved or removed.
+func FileID(path string) (dev, ino uint64, err error) {
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err != nil {
+		return 0, 0, fmt.Errorf("stat %s: %w", path, err)
+	}
+	return st.Dev, st.Ino, nil
+}
+
+// LoopDevicesOn returns the attached loop devices (/dev/loopN, as the
+// kernel reports their backing file) whose backing file is the file with
+// the given device and inode numbers, whatever path the kernel reports for
+// it.
+func LoopDevicesOn(dev, ino uint64) []string {
+	var out []string
+	for _, d := range loopDevices() {
+		if d.dev == dev && d.ino == ino {
+			out = append(out, "/dev/"+d.name+" on "+d.reported())
+		}
+	}
+	return out
+}
