@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/dirvol/dirvol/internal/loopdev"
 	mount "k8s.io/mount-utils"
@@ -96,4 +97,32 @@ func mustBlockPath(t *testing.T, e *testEnv, id string) string {
 		t.Fatal(err)
 	}
 	return p
+}
+
+// TestRunSweeps: Run detaches, at its interval, a device that nothing uses
+// and that was attached after the start (a detach that failed at
+// unpublish), keeps a published volume's device, and returns when its
+// context ends.
+func TestRunSweeps(t *testing.T) {
+	e := newEnv(t)
+	published, _ := e.createBlock(t, "published", blockSize)
+	_, leftFile := e.createBlock(t, "left", blockSize)
+	e.publish(t, blockReq(published.ID, e.target("a")))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- e.srv.Run(ctx, 5*time.Millisecond) }()
+	e.attach(t, leftFile, loopdev.Options{})
+	for deadline := time.Now().Add(10 * time.Second); len(e.devicesOf(t, leftFile)) > 0; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("Run did not detach the unused device within 10s")
+		}
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Run() = %v", err)
+	}
+	wantDevices(t, e, mustBlockPath(t, e, published.ID), 1)
+	if err := e.srv.Run(context.Background(), 0); err == nil {
+		t.Fatal("Run with interval 0 = nil, want an error")
+	}
 }
