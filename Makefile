@@ -27,10 +27,11 @@ run: build ## Build and run the driver on a socket and data dir under RUN_DIR (d
 	exec $(BIN) --endpoint "unix://$$dir/csi.sock" --data-dir "$$dir/data" --node-id "$$(hostname)" --v=2
 
 .PHONY: test
-test: ## Run every test (unit, sanity, crash, hostile input, each fuzz target for 5s, then the cluster end-to-end tests of `make e2e`) with -race; needs root.
+test: ## Run every test (unit, sanity, crash, hostile input, each fuzz target for 5s, the cluster end-to-end tests of `make e2e`, then the conformance plan `ci`) with -race; needs root.
 	go test -race -count=1 -timeout 30m ./...
 	$(MAKE) fuzz FUZZTIME=5s
 	$(MAKE) e2e
+	$(MAKE) conformance CONFORMANCE=ci
 
 # FUZZTIME is how long `make fuzz` runs each fuzz target.
 FUZZTIME ?= 10s

@@ -35,8 +35,9 @@ const (
 	// EnvReportDir is where the JUnit reports and the suite's output go
 	// (default: bin/conformance in the repository).
 	EnvReportDir = "E2E_REPORT_DIR"
-	// EnvDriverFile chooses the test driver file (default
-	// test/e2e/conformance/testdriver-dir.yaml).
+	// EnvDriverFile replaces the plan's test driver files: a
+	// comma-separated list of paths, or of file names in
+	// test/e2e/conformance.
 	EnvDriverFile = "E2E_TESTDRIVER"
 	// EnvProcs is how many Ginkgo processes run specs at once (default
 	// 3: the specs mostly wait for pods).
