@@ -107,10 +107,15 @@ e2e: ## Cluster end-to-end tests: local control plane (root), or the cluster of 
 	@$(E2E_PREBUILD)
 	cd test/e2e && go test -race -count=1 -timeout $(E2E_TIMEOUT) ./...
 
+# BENCH_CLAIMS: claim counts bench-e2e runs, comma-separated (100,1000 adds
+# the 1,000-claim rounds, ~15 min more on 2 cores). -v: the request tables
+# are longer than the ten lines go test keeps of a benchmark's log.
+BENCH_CLAIMS ?= 100
+
 .PHONY: bench-e2e
-bench-e2e: ## Print figures: 100 PVCs with pods to all Bound and to all deleted, on 1-node and 2-node local clusters.
+bench-e2e: ## Print figures: BENCH_CLAIMS (default 100) PVCs with pods to all Bound and to all deleted on 1-node and 2-node local clusters, API requests per claim by client, the floor Kubernetes' controllers set.
 	@$(E2E_PREBUILD)
-	cd test/e2e && go test -run '^$$' -bench . -benchtime 1x -timeout $(E2E_TIMEOUT) ./bench/
+	cd test/e2e && DIRVOL_BENCH_CLAIMS=$(BENCH_CLAIMS) go test -v -run '^$$' -bench . -benchtime 1x -timeout $(E2E_TIMEOUT) ./bench/
 # The Kubernetes external storage suite (upstream's specs at v1.37.2) against
 # dirvol: on the local cluster's real node (root; containerd, kubelet and
 # deploy/base's DaemonSet in a network namespace), or on E2E_KUBECONFIG's

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"slices"
+	"time"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
 	"github.com/dirvol/dirvol/internal/loopdev"
@@ -108,7 +109,7 @@ func (s *Server) publishBlock(ctx context.Context, req *csi.NodePublishVolumeReq
 		if !attached {
 			return
 		}
-		if _, err := s.releaseDevice(dev); err != nil {
+		if _, err := s.releaseDevice(ctx, dev, true); err != nil {
 			logger.Error(err, "Cannot detach the loop device of a failed publish; unpublish or the next start will", "volumeID", id, "device", dev.Path)
 		}
 	}
@@ -236,7 +237,9 @@ func (s *Server) releaseBlock(ctx context.Context, id string, src volumeSource, 
 		}
 	}
 	for _, d := range devs {
-		detached, err := s.releaseDevice(d)
+		// Every device here was found by the identity of the volume's
+		// file, whatever path the kernel reports for it.
+		detached, err := s.releaseDevice(ctx, d, true)
 		if err != nil {
 			return toStatus(fmt.Errorf("detach loop device %s of volume %s: %w", d.Path, id, err))
 		}
@@ -247,15 +250,26 @@ func (s *Server) releaseBlock(ctx context.Context, id string, src volumeSource, 
 	return nil
 }
 
-// releaseDevice detaches d when no mount uses it and its backing file is in
-// one of the pools, and reports whether it did (or the kernel will, at the
-// device's last close). Bind mounts of the device node do not hold the
-// device open, so they are counted in the mount table (in it, a bind mount
-// of /dev/loopN is devtmpfs with root /loopN); a filesystem mounted from
-// the device, or another driver on it, makes Detach answer ErrBusy. The
-// caller holds the lock of the volume that owns d, when one does.
-func (s *Server) releaseDevice(d loopdev.Device) (bool, error) {
-	if !s.inPool(d.BackingFile) {
+// releaseDevice detaches d when no mount uses it and it is the driver's,
+// and reports whether it did (or the kernel will, at the device's last
+// close). A device is the driver's when owned says it was found by the
+// identity (device and inode numbers) of a volume's block file, or else
+// when the path the kernel reports for its backing file is in one of the
+// pools. That path alone is not enough: the kernel reports it as seen
+// through the mount the file was opened by, and once that mount has left
+// every mount namespace (the driver's container restarted) it is relative
+// to the mount's root (/volumes/vol-.../block.img) and lies in no pool.
+// Bind mounts of the device node do not hold the device open, so they are
+// counted in the mount table (in it, a bind mount of /dev/loopN is
+// devtmpfs with root /loopN); a filesystem mounted from the device, or
+// another driver on it, makes Detach answer ErrBusy. A detach the kernel
+// defers because a program has the device open (often only for a moment:
+// a scan of the loop devices) is waited for briefly, so that the device
+// is usually gone when the unpublish returns; DeleteVolume refuses the
+// volume while it is attached. The caller holds the lock of the volume
+// that owns d, when one does.
+func (s *Server) releaseDevice(ctx context.Context, d loopdev.Device, owned bool) (bool, error) {
+	if !owned && !s.inPool(d.BackingFile) {
 		return false, nil
 	}
 	refs, err := s.loops.BindMounts(d.Path)
@@ -265,10 +279,43 @@ func (s *Server) releaseDevice(d loopdev.Device) (bool, error) {
 	if len(refs) > 0 {
 		return false, nil
 	}
-	if err := s.loops.Detach(d.Path); err != nil && !errors.Is(err, loopdev.ErrDeferred) {
+	err = s.loops.Detach(d.Path)
+	if errors.Is(err, loopdev.ErrDeferred) {
+		s.awaitDetach(ctx, d)
+		return true, nil
+	}
+	if err != nil {
 		return false, err
 	}
 	return true, nil
+}
+
+// deferredDetachWait bounds how long releaseDevice waits for a detach the
+// kernel deferred.
+const deferredDetachWait = 2 * time.Second
+
+// awaitDetach waits, up to deferredDetachWait, for the deferred detach of
+// d, and logs when the device is still attached then.
+func (s *Server) awaitDetach(ctx context.Context, d loopdev.Device) {
+	t := time.NewTicker(10 * time.Millisecond)
+	defer t.Stop()
+	deadline := time.Now().Add(deferredDetachWait)
+	for {
+		cur, ok, err := s.loops.At(d.Path)
+		if err == nil && (!ok || cur.BackingFile != d.BackingFile) {
+			return
+		}
+		if time.Now().After(deadline) {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+	klog.FromContext(ctx).Info("Loop device held open by another program; the kernel detaches it when that program closes it, and DeleteVolume refuses its volume until then",
+		"device", d.Path, "file", d.BackingFile)
 }
 
 // deviceRefs returns every place where one of devs is bind-mounted.

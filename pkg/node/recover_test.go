@@ -2,12 +2,18 @@ package node
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/dirvol/dirvol/internal/loopdev"
+	"github.com/dirvol/dirvol/internal/mountuse"
+	"github.com/dirvol/dirvol/pkg/volume"
 	mount "k8s.io/mount-utils"
 )
 
@@ -96,4 +102,75 @@ func mustBlockPath(t *testing.T, e *testEnv, id string) string {
 		t.Fatal(err)
 	}
 	return p
+}
+
+// TestRunSweeps: Run detaches, at its interval, a device that nothing uses
+// and that was attached after the start (a detach that failed at
+// unpublish), keeps a published volume's device, and returns when its
+// context ends.
+func TestRunSweeps(t *testing.T) {
+	e := newEnv(t)
+	published, _ := e.createBlock(t, "published", blockSize)
+	_, leftFile := e.createBlock(t, "left", blockSize)
+	e.publish(t, blockReq(published.ID, e.target("a")))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- e.srv.Run(ctx, 5*time.Millisecond) }()
+	e.attach(t, leftFile, loopdev.Options{})
+	for deadline := time.Now().Add(10 * time.Second); len(e.devicesOf(t, leftFile)) > 0; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("Run did not detach the unused device within 10s")
+		}
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Run() = %v", err)
+	}
+	wantDevices(t, e, mustBlockPath(t, e, published.ID), 1)
+	if err := e.srv.Run(context.Background(), 0); err == nil {
+		t.Fatal("Run with interval 0 = nil, want an error")
+	}
+}
+
+// TestDeferredDetachKeepsVolume: at unpublish the kernel defers the detach
+// of the volume's device because a program holds it open (the kubelet's
+// own loop device on the published device node does): the unpublish
+// succeeds, but DeleteVolume refuses the volume, naming the device, until
+// the device is gone.
+func TestDeferredDetachKeepsVolume(t *testing.T) {
+	mounter := mount.NewFakeMounter(nil)
+	loops := newFakeLoops(mounter)
+	root := t.TempDir()
+	vols := newManager(t, root, true, volume.WithUseChecker(mountuse.New(mounter, loops)))
+	e := newEnvAt(t, root, vols, mounter, loops)
+	ctx := context.Background()
+	v, file := e.createBlock(t, "v1", blockSize)
+	e.publish(t, blockReq(v.ID, e.target("a")))
+	dev := wantDevices(t, e, file, 1)[0]
+
+	loops.mu.Lock()
+	loops.detachErr = fmt.Errorf("detach %s: %w", dev.Path, loopdev.ErrDeferred)
+	loops.mu.Unlock()
+	if _, err := e.srv.NodeUnpublishVolume(ctx, unpublishReq(v.ID, e.target("a"))); err != nil {
+		t.Fatalf("NodeUnpublishVolume with the detach deferred: %v", err)
+	}
+	loops.set(dev.Path, func(d *loopdev.Device) { d.Autoclear = true })
+	err := e.vols.Delete(ctx, v.ID)
+	if !errors.Is(err, volume.ErrInUse) || !strings.Contains(err.Error(), dev.Path) {
+		t.Fatalf("Delete with the device still attached = %v, want ErrInUse naming %s", err, dev.Path)
+	}
+	if _, err := os.Stat(file); err != nil {
+		t.Fatalf("the refused delete touched the volume's file: %v", err)
+	}
+
+	// The holder closes the device: the kernel detaches it.
+	loops.mu.Lock()
+	loops.detachErr = nil
+	loops.mu.Unlock()
+	if err := loops.Detach(dev.Path); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.vols.Delete(ctx, v.ID); err != nil {
+		t.Fatalf("Delete once the device is gone: %v", err)
+	}
 }

@@ -32,7 +32,7 @@ type testEnv struct {
 
 // newManager returns a volume manager over a fresh catalog and pool under
 // root, recovered (ready) when recover is set.
-func newManager(t testing.TB, root string, recover bool) *volume.Manager {
+func newManager(t testing.TB, root string, recover bool, opts ...volume.Option) *volume.Manager {
 	t.Helper()
 	cat, problems, err := catalog.Open(filepath.Join(root, "catalog"))
 	if err != nil || len(problems) > 0 {
@@ -42,7 +42,7 @@ func newManager(t testing.TB, root string, recover bool) *volume.Manager {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := volume.New(cat, map[string]pool.Pool{"default": p}, "default", 1<<30, time.Now)
+	m, err := volume.New(cat, map[string]pool.Pool{"default": p}, "default", 1<<30, time.Now, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -83,8 +83,8 @@ func (m *Manager) Delete(ctx context.Context, id string) error {
 	return m.finishDelete(ctx, v)
 }
 
-// checkUnused answers ErrInUse, naming the mount points, when v's data is
-// mounted on this node. Delete looks before it records "deleting", so that
+// checkUnused answers ErrInUse, naming the mount points (and the loop
+// devices mounted nowhere), when v's data is in use on this node. Delete looks before it records "deleting", so that
 // a refused delete leaves everything as it was, and once more after, for a
 // publish that raced the record (the node publishes only volumes the
 // catalog lists as ready).
@@ -104,7 +104,7 @@ func (m *Manager) checkUnused(v Volume, p pool.Pool) error {
 		return fmt.Errorf("check whether volume %s is still mounted: %w", v.ID, err)
 	}
 	if len(refs) > 0 {
-		return fmt.Errorf("volume %s is still published at %s: %w; unpublish it there first (NodeUnpublishVolume), then delete it",
+		return fmt.Errorf("volume %s is still in use on this node, at %s: %w; unpublish it there first (NodeUnpublishVolume), then delete it (a loop device mounted nowhere goes by itself; retry)",
 			v.ID, strings.Join(refs, ", "), ErrInUse)
 	}
 	return nil

@@ -40,7 +40,8 @@ var (
 	// operation.
 	ErrBusy = errors.New("busy with another operation")
 	// ErrInUse means a volume's data is still mounted on this node (it is
-	// published), so it cannot be deleted.
+	// published), or a loop device is still attached to its block file, so
+	// it cannot be deleted.
 	ErrInUse = errors.New("volume is still mounted on this node")
 	// ErrNotReady means recovery has not finished.
 	ErrNotReady = errors.New("volume catalog is still being recovered")

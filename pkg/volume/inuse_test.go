@@ -20,7 +20,9 @@ import (
 // TestDeleteRefusesMountedVolume bind-mounts a volume's directory (and, for
 // a block volume, a loop device of its file) as the node service does, and
 // checks that Delete refuses it with ErrInUse, naming the mount point, and
-// changes nothing on disk; once unmounted, Delete goes ahead.
+// changes nothing on disk; a block volume's file stays in use while the
+// device is attached, mounted or not; once unmounted (and detached), Delete
+// goes ahead.
 func TestDeleteRefusesMountedVolume(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("bind mounts and loop devices need root")
@@ -53,6 +55,7 @@ func TestDeleteRefusesMountedVolume(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			device := ""
 			if block {
 				file, err := m.BlockPath(v)
 				if err != nil {
@@ -64,6 +67,7 @@ func TestDeleteRefusesMountedVolume(t *testing.T) {
 				}
 				t.Cleanup(func() { _ = loops.Detach(d.Path) })
 				source = d.Path
+				device = d.Path
 			} else {
 				writeFile(t, filepath.Join(source, "data"), "live data")
 			}
@@ -97,6 +101,19 @@ func TestDeleteRefusesMountedVolume(t *testing.T) {
 				t.Fatal(err)
 			}
 			mounted = false
+			if block {
+				// The device is still attached to the file, though
+				// mounted nowhere: still in use.
+				before = tree(t, e.root)
+				err = m.Delete(context.Background(), v.ID)
+				if !errors.Is(err, ErrInUse) || !strings.Contains(err.Error(), device) {
+					t.Fatalf("Delete with a loop device attached = %v, want ErrInUse naming %s", err, device)
+				}
+				sameTree(t, "refused delete", before, tree(t, e.root))
+				if err := loops.Detach(device); err != nil {
+					t.Fatal(err)
+				}
+			}
 			if err := m.Delete(context.Background(), v.ID); err != nil {
 				t.Fatalf("Delete once unmounted: %v", err)
 			}

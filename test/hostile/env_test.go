@@ -16,6 +16,7 @@ import (
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
 	"github.com/dirvol/dirvol/cmd/driver/app"
+	"github.com/dirvol/dirvol/internal/loopdev"
 	"github.com/dirvol/dirvol/pkg/pool"
 	"github.com/dirvol/dirvol/pkg/server"
 	"google.golang.org/grpc"
@@ -65,6 +66,7 @@ func startWith(t *testing.T, configure func(e *env, cfg *app.Config)) *env {
 		Pools:              pool.Specs{{Name: "extra", Path: e.extra}},
 		DefaultVolumeBytes: 1 << 20,
 		UsageRefresh:       time.Hour,
+		LoopSweep:          time.Minute,
 	}
 	if configure != nil {
 		configure(e, &cfg)
@@ -83,6 +85,7 @@ func startWith(t *testing.T, configure func(e *env, cfg *app.Config)) *env {
 			t.Errorf("driver Run: %v", err)
 		}
 		e.unmountAll(t)
+		e.detachAll(t)
 		if diff := sentinel.diff(snapshot(t, e.outside)); len(diff) > 0 {
 			t.Errorf("the sentinel tree outside the data dir changed:\n%s", strings.Join(diff, "\n"))
 		}
@@ -243,6 +246,37 @@ func (e *env) unmountAll(t *testing.T) {
 		if err := e.mounter.Unmount(under[0]); err != nil {
 			t.Errorf("cleanup: %v", err)
 			return
+		}
+	}
+}
+
+// detachAll reports and detaches the loop devices still attached to files
+// under the env's directory, before the test's directory is removed (a
+// device left attached would outlive its file).
+func (e *env) detachAll(t *testing.T) {
+	t.Helper()
+	loops := loopdev.New()
+	devs, err := loops.List()
+	if err != nil {
+		if _, statErr := os.Stat("/dev/loop-control"); statErr == nil {
+			t.Errorf("list loop devices: %v", err)
+		}
+		return
+	}
+	for _, d := range devs {
+		if !mount.PathWithinBase(d.BackingFile, e.root) {
+			continue
+		}
+		if d.Autoclear {
+			// Being detached; give the program holding it a moment.
+			time.Sleep(100 * time.Millisecond)
+			if found, _ := loops.Find(d.BackingFile); len(found) == 0 {
+				continue
+			}
+		}
+		t.Errorf("loop device %s left attached to %s", d.Path, d.BackingFile)
+		if err := loops.Detach(d.Path); err != nil {
+			t.Errorf("cleanup: %v", err)
 		}
 	}
 }

@@ -56,6 +56,7 @@ func TestSanity(t *testing.T) {
 		MaxVolumes:         100,
 		DefaultVolumeBytes: 1 << 30,
 		UsageRefresh:       time.Minute,
+		LoopSweep:          time.Minute,
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	d, err := app.New(ctx, cfg, mount.New(""))

@@ -48,6 +48,11 @@ type Config struct {
 	// UsageRefresh is how often every volume's usage is measured for
 	// capacity reporting.
 	UsageRefresh time.Duration
+	// LoopSweep is how often loop devices of block volumes that nothing
+	// uses any more (a detach that failed or was deferred) are looked for
+	// and detached; DeleteVolume refuses a block volume until its devices
+	// are gone.
+	LoopSweep time.Duration
 }
 
 // AddFlags registers the settings as flags on fs. NodeID's default is left
@@ -64,6 +69,7 @@ func (c *Config) AddFlags(fs *flag.FlagSet) {
 	fs.Int64Var(&c.MaxVolumes, "max-volumes", 0, "Most volumes this node accepts, reported by NodeGetInfo; 0 means no limit.")
 	fs.Int64Var(&c.DefaultVolumeBytes, "default-volume-bytes", 1<<30, "Size of a volume whose request names none.")
 	fs.DurationVar(&c.UsageRefresh, "usage-refresh", time.Minute, "How often volume usage is measured for GetCapacity.")
+	fs.DurationVar(&c.LoopSweep, "loop-sweep", time.Minute, "How often loop devices of block volumes that nothing uses are detached.")
 }
 
 // Validate reports the first setting that is not usable.
@@ -87,6 +93,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("--default-volume-bytes %d must be positive", c.DefaultVolumeBytes)
 	case c.UsageRefresh <= 0:
 		return fmt.Errorf("--usage-refresh %s must be positive", c.UsageRefresh)
+	case c.LoopSweep <= 0:
+		return fmt.Errorf("--loop-sweep %s must be positive", c.LoopSweep)
 	}
 	for i := range c.Pools {
 		if c.Pools[i].Image != "" && c.Pools[i].Path == "" {

@@ -20,6 +20,7 @@ func validConfig(t *testing.T) Config {
 		DataDir:            t.TempDir(),
 		DefaultVolumeBytes: 1 << 30,
 		UsageRefresh:       time.Minute,
+		LoopSweep:          time.Minute,
 	}
 }
 
@@ -34,6 +35,7 @@ func TestConfigValidate(t *testing.T) {
 		{"relative data dir", func(c *Config) { c.DataDir = "data" }, "--data-dir"},
 		{"negative max volumes", func(c *Config) { c.MaxVolumes = -1 }, "--max-volumes"},
 		{"zero default size", func(c *Config) { c.DefaultVolumeBytes = 0 }, "--default-volume-bytes"},
+		{"zero loop sweep interval", func(c *Config) { c.LoopSweep = 0 }, "--loop-sweep"},
 		{"bad endpoint", func(c *Config) { c.Server.Endpoint = "http://x" }, "endpoint"},
 		{"relative kubelet registration dir", func(c *Config) {
 			c.Registration = registration.Config{Dir: "plugins_registry", CheckInterval: time.Second}

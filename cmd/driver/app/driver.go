@@ -172,6 +172,8 @@ func (d *Driver) Run(ctx context.Context) error {
 			logger.Error(err, "Cannot look for leftover loop devices; they stay attached until the next start")
 		}
 		logger.Info("Ready", "recoverySeconds", time.Since(start).Seconds())
+		// Devices whose detach failed or was deferred at unpublish.
+		g.Go(func() error { return d.node.Run(gctx, d.cfg.LoopSweep) })
 		return d.vols.Run(gctx, d.cfg.UsageRefresh)
 	})
 	return g.Wait()

@@ -39,6 +39,9 @@ type NodeOptions struct {
 	// size, a tmpfs; otherwise the data dir is on the run directory's
 	// filesystem.
 	DiskBytes int64
+	// Pods is how many pods the node takes (its pods capacity); 0 means
+	// 500, room for the benchmark's default 100 on one node.
+	Pods int
 }
 
 // Options configure a Cluster.
@@ -68,6 +71,10 @@ type Options struct {
 	// that namespace, port 443, so pods reach it at the kubernetes
 	// Service's ClusterIP.
 	RealNode *RealNodeOptions
+	// AuditLog, when set, is the file kube-apiserver writes an audit
+	// record of every request to (watches aside, metadata only), so a
+	// benchmark can count requests per client (user agent).
+	AuditLog string
 }
 
 // Node is one kubelet-less node and its node plugin.
@@ -78,6 +85,7 @@ type Node struct {
 	Socket  string
 
 	info                                      DriverInfo
+	pods                                      int  // pods capacity
 	disk                                      bool // a tmpfs is mounted on DataDir
 	driver, provisioner, snapshotter, resizer *process
 }
@@ -248,7 +256,10 @@ func (c *Cluster) installSnapshots(ctx context.Context) error {
 // addNode starts n's driver, registers the Node and CSINode objects from
 // what the driver reports, and starts n's sidecars.
 func (c *Cluster) addNode(ctx context.Context, no NodeOptions) error {
-	n := &Node{Name: no.Name, DataDir: filepath.Join(c.dir, "nodes", no.Name, "data")}
+	n := &Node{Name: no.Name, DataDir: filepath.Join(c.dir, "nodes", no.Name, "data"), pods: no.Pods}
+	if n.pods <= 0 {
+		n.pods = 500
+	}
 	c.mu.Lock()
 	c.Nodes = append(c.Nodes, n)
 	c.mu.Unlock()

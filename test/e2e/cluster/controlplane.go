@@ -81,6 +81,13 @@ func (c *Cluster) startAPIServer(ctx context.Context) error {
 			"--kubelet-preferred-address-types=InternalIP",
 		}
 	}
+	if path := c.opts.AuditLog; path != "" {
+		audit, err := c.auditArgs(path)
+		if err != nil {
+			return err
+		}
+		where = append(where, audit...)
+	}
 	p, err := c.start(binaries.KubeAPIServer, c.bins.Path(binaries.KubeAPIServer), append([]string{
 		"--etcd-servers=" + c.etcdURL,
 	}, append(where,

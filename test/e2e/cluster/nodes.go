@@ -44,8 +44,7 @@ func (c *Cluster) registerNode(ctx context.Context, n *Node) error {
 	resources := corev1.ResourceList{
 		corev1.ResourceCPU:    resource.MustParse("64"),
 		corev1.ResourceMemory: resource.MustParse("256Gi"),
-		// Room for the benchmark's 100 pods on one node.
-		corev1.ResourcePods: resource.MustParse("500"),
+		corev1.ResourcePods:   *resource.NewQuantity(int64(n.pods), resource.DecimalSI),
 	}
 	// The controller-manager's node controllers update a new Node too:
 	// retry on a conflict with them.

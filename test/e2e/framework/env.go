@@ -72,6 +72,9 @@ type Env struct {
 	// Chart is the helm release that installed dirvol on the real node
 	// (Options.Chart), with its helm pointed at the cluster; nil otherwise.
 	Chart *cluster.ChartInstall
+	// AuditLog is the local kube-apiserver's audit log (Options.AuditLog),
+	// empty without one.
+	AuditLog string
 }
 
 // Supports reports whether dirvol advertises the controller capability:
@@ -137,6 +140,9 @@ type Options struct {
 	// Images are more docker archives the real node imports before the
 	// kubelet starts (a test suite's images).
 	Images []string
+	// AuditLog has the local cluster's kube-apiserver write an audit log of
+	// every request (Env.AuditLog), for counting requests per client.
+	AuditLog bool
 }
 
 // RealNodeName is the real node's name.
@@ -204,10 +210,14 @@ func Setup(ctx context.Context, opts Options) (*Env, func(), error) {
 		}
 		real.Images = append(real.Images, opts.Images...)
 	}
+	var auditLog string
+	if opts.AuditLog {
+		auditLog = filepath.Join(dir, "audit.log")
+	}
 	c, err := cluster.Start(ctx, cluster.Options{
 		Nodes: opts.Nodes, Dir: dir, Bins: bins, Driver: driver,
 		DeployDir: deployDir, SnapshotCRDDir: crdDir, Log: opts.Log, Keep: keep,
-		RealNode: real,
+		RealNode: real, AuditLog: auditLog,
 	})
 	if err != nil {
 		return nil, nil, err
@@ -219,7 +229,7 @@ func Setup(ctx context.Context, opts Options) (*Env, func(), error) {
 		}
 	}
 	e := &Env{Config: c.RESTConfig, Kube: c.Kube, Applier: c.Applier, Namespace: c.Namespace, DeployDir: deployDir, Local: c,
-		Kubeconfig: c.Kubeconfig, KubectlPath: bins.Path(binaries.Kubectl)}
+		Kubeconfig: c.Kubeconfig, KubectlPath: bins.Path(binaries.Kubectl), AuditLog: auditLog}
 	disk := nodedisk.Local{}
 	for _, n := range c.Nodes {
 		e.Nodes = append(e.Nodes, n.Name)

@@ -165,7 +165,7 @@ func TestValues(t *testing.T) {
 sidecars:
   provisioner:
     image: registry.example.com/csi-provisioner:v9
-    extraArgs: [--kube-api-qps=50, --kube-api-burst=100]
+    extraArgs: [--worker-threads=20, --retry-interval-max=30s]
     logLevel: 5
   resizer:
     httpPort: 9900
@@ -178,7 +178,8 @@ sidecars:
 				}
 				want := []string{"--csi-address=/csi/csi.sock", "--node-deployment=true", "--enable-capacity=true",
 					"--capacity-ownerref-level=1", "--extra-create-metadata=true", "--strict-topology=true",
-					"--immediate-topology=false", "--kube-api-qps=50", "--kube-api-burst=100", "--v=5"}
+					"--immediate-topology=false", "--kube-api-qps=50", "--kube-api-burst=100",
+					"--worker-threads=20", "--retry-interval-max=30s", "--v=5"}
 				if !slices.Equal(p.Args, want) {
 					t.Errorf("provisioner args\n %q, want\n %q", p.Args, want)
 				}

@@ -22,6 +22,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -43,6 +44,11 @@ type Snapshot struct {
 	existed map[string]bool
 	before  map[string]bool
 	sysctls map[string]string // /proc/sys path -> value
+	// loops: the loop devices attached at Take (loopKey); fsDevs: the
+	// filesystems (st_dev) of the roots, owned and shared paths, or of
+	// their nearest existing parent.
+	loops  map[string]bool
+	fsDevs []uint64
 }
 
 // Config says what a Snapshot is taken of.
@@ -67,7 +73,15 @@ type Config struct {
 // Take records the host's state.
 func Take(c Config) (*Snapshot, error) {
 	s := &Snapshot{roots: clean(c.Roots), owned: clean(c.Owned), shared: clean(c.Shared), marks: c.Marks,
-		existed: map[string]bool{}, before: map[string]bool{}, sysctls: map[string]string{}}
+		existed: map[string]bool{}, before: map[string]bool{}, sysctls: map[string]string{}, loops: map[string]bool{}}
+	for _, d := range loopDevices() {
+		s.loops[d.key()] = true
+	}
+	for _, p := range append(append(append([]string{}, s.roots...), s.owned...), s.shared...) {
+		if dev, ok := fsOf(p); ok && !slices.Contains(s.fsDevs, dev) {
+			s.fsDevs = append(s.fsDevs, dev)
+		}
+	}
 	sysctls := c.Sysctls
 	for _, p := range append(append([]string{}, s.owned...), s.shared...) {
 		_, err := os.Lstat(p)
@@ -168,12 +182,14 @@ type saved struct {
 	Existed map[string]bool   `json:"existed"`
 	Before  map[string]bool   `json:"before"`
 	Sysctls map[string]string `json:"sysctls"`
+	Loops   map[string]bool   `json:"loops"`
+	FSDevs  []uint64          `json:"fsDevs"`
 }
 
 // Save writes the snapshot to path, so that a later run can Restore the
 // host after this one was killed before it could.
 func (s *Snapshot) Save(path string) error {
-	b, err := json.Marshal(saved{s.roots, s.owned, s.shared, s.marks, s.existed, s.before, s.sysctls})
+	b, err := json.Marshal(saved{s.roots, s.owned, s.shared, s.marks, s.existed, s.before, s.sysctls, s.loops, s.fsDevs})
 	if err != nil {
 		return err
 	}
@@ -190,7 +206,8 @@ func Load(path string) (*Snapshot, error) {
 	if err := json.Unmarshal(b, &v); err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	return &Snapshot{roots: v.Roots, owned: v.Owned, shared: v.Shared, marks: v.Marks, existed: v.Existed, before: v.Before, sysctls: v.Sysctls}, nil
+	return &Snapshot{roots: v.Roots, owned: v.Owned, shared: v.Shared, marks: v.Marks, existed: v.Existed, before: v.Before, sysctls: v.Sysctls,
+		loops: v.Loops, fsDevs: v.FSDevs}, nil
 }
 
 // createdOwned returns the owned paths that did not exist at Take and do
@@ -241,8 +258,13 @@ func (s *Snapshot) isRuns(p string) bool {
 // under the shared paths that are the run's (as Restore decides: foreign
 // ones are neither removed nor reported, since another program may be
 // using them) or empty directories, changed sysctls, and loop devices whose
-// backing file is under a root or a recorded path. The roots themselves are
-// the caller's to remove (or keep, for a look at the logs).
+// backing file is under a root or a recorded path, or, for a device
+// attached since Take, whose backing file was on the filesystem of one of
+// those and can no longer be reached by the path the kernel reports: a
+// file deleted while attached, or attached through a mount that is gone
+// (a container's bind mount of /var/lib/dirvol: the kernel then reports the
+// path from that mount's root, /volumes/...). The roots themselves are the
+// caller's to remove (or keep, for a look at the logs).
 func (s *Snapshot) Leftovers() []string {
 	var out []string
 	watched := append(append(append([]string{}, s.roots...), s.owned...), s.shared...)
@@ -278,9 +300,13 @@ func (s *Snapshot) Leftovers() []string {
 			out = append(out, fmt.Sprintf("sysctl %s = %q, was %q", k, strings.TrimSpace(string(b)), strings.TrimSpace(v)))
 		}
 	}
-	for dev, backing := range LoopDevices() {
-		if under(backing, watched) {
-			out = append(out, fmt.Sprintf("loop device %s on %s", dev, backing))
+	for _, d := range loopDevices() {
+		switch {
+		case under(d.backing, watched):
+			out = append(out, fmt.Sprintf("loop device /dev/%s on %s", d.name, d.backing))
+		case !s.loops[d.key()] && slices.Contains(s.fsDevs, d.dev) && !d.reachable():
+			out = append(out, fmt.Sprintf("loop device /dev/%s on %s (inode %d of device %d:%d, where the run's paths are; attached during the run, and its file is deleted or was reached through a mount that is gone)",
+				d.name, d.reported(), d.ino, unix.Major(d.dev), unix.Minor(d.dev)))
 		}
 	}
 	sort.Strings(out)
@@ -349,19 +375,74 @@ func Mounts() ([]string, error) {
 	return out, nil
 }
 
-// LoopDevices maps each attached loop device to its backing file.
-func LoopDevices() map[string]string {
-	out := map[string]string{}
-	devs, _ := filepath.Glob("/sys/block/loop*/loop/backing_file")
-	for _, f := range devs {
+// loopDevice is an attached loop device as the kernel describes it.
+type loopDevice struct {
+	name    string // loopN
+	backing string // the backing file's path as the kernel reports it, without " (deleted)"
+	deleted bool
+	// dev and ino identify the backing file (LOOP_GET_STATUS64); both 0
+	// when the device could not be asked.
+	dev, ino uint64
+}
+
+// key identifies a device bound to one file, across a Save and Load.
+func (d loopDevice) key() string {
+	return fmt.Sprintf("%s %d:%d %s", d.name, d.dev, d.ino, d.backing)
+}
+
+// reported is the backing file as losetup shows it.
+func (d loopDevice) reported() string {
+	if d.deleted {
+		return d.backing + deletedSuffix
+	}
+	return d.backing
+}
+
+// reachable reports whether the path the kernel reports leads to the
+// backing file.
+func (d loopDevice) reachable() bool {
+	var st unix.Stat_t
+	return !d.deleted && unix.Stat(d.backing, &st) == nil && st.Dev == d.dev && st.Ino == d.ino
+}
+
+const deletedSuffix = " (deleted)"
+
+// loopDevices lists the attached loop devices.
+func loopDevices() []loopDevice {
+	var out []loopDevice
+	files, _ := filepath.Glob("/sys/block/loop*/loop/backing_file")
+	for _, f := range files {
 		b, err := os.ReadFile(f)
 		if err != nil {
 			continue
 		}
-		dev := filepath.Base(filepath.Dir(filepath.Dir(f)))
-		out["/dev/"+dev] = strings.TrimSuffix(strings.TrimSpace(string(b)), " (deleted)")
+		d := loopDevice{name: filepath.Base(filepath.Dir(filepath.Dir(f))), backing: strings.TrimSuffix(string(b), "\n")}
+		d.backing, d.deleted = strings.CutSuffix(d.backing, deletedSuffix)
+		if fd, err := unix.Open("/dev/"+d.name, unix.O_RDONLY|unix.O_CLOEXEC, 0); err == nil {
+			if info, err := unix.IoctlLoopGetStatus64(fd); err == nil {
+				d.dev, d.ino = info.Device, info.Inode
+			}
+			unix.Close(fd)
+		}
+		out = append(out, d)
 	}
 	return out
+}
+
+// fsOf returns the filesystem (st_dev) of p, or of its nearest existing
+// parent.
+func fsOf(p string) (uint64, bool) {
+	for {
+		var st unix.Stat_t
+		if unix.Stat(p, &st) == nil {
+			return st.Dev, true
+		}
+		parent := filepath.Dir(p)
+		if parent == p {
+			return 0, false
+		}
+		p = parent
+	}
 }
 
 func unescape(s string) string {
@@ -419,6 +500,30 @@ func clean(ps []string) []string {
 	out := make([]string, 0, len(ps))
 	for _, p := range ps {
 		out = append(out, filepath.Clean(p))
+	}
+	return out
+}
+
+// FileID returns the device and inode numbers of the file at path, which
+// identify it to LoopDevicesOn after it is moved or removed.
+func FileID(path string) (dev, ino uint64, err error) {
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err != nil {
+		return 0, 0, fmt.Errorf("stat %s: %w", path, err)
+	}
+	return st.Dev, st.Ino, nil
+}
+
+// LoopDevicesOn returns the attached loop devices (/dev/loopN, as the
+// kernel reports their backing file) whose backing file is the file with
+// the given device and inode numbers, whatever path the kernel reports for
+// it.
+func LoopDevicesOn(dev, ino uint64) []string {
+	var out []string
+	for _, d := range loopDevices() {
+		if d.dev == dev && d.ino == ino {
+			out = append(out, "/dev/"+d.name+" on "+d.reported())
+		}
 	}
 	return out
 }

@@ -5,6 +5,7 @@ package hoststate
 import (
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -191,4 +192,74 @@ func TestTakeRefusesOwnedPathInUse(t *testing.T) {
 	if _, err := Take(Config{Roots: []string{filepath.Join(base, "run")}, Owned: []string{owned}}); err == nil {
 		t.Fatal("Take accepted an owned path with content")
 	}
+}
+
+// TestLeftoversLoopDeviceOfGoneMount: a loop device the run attached to a
+// file under its root through a bind mount that is gone since (a driver
+// container's view of the pool) is reported, whether its file was deleted
+// or not, although the kernel then reports the file's path from that
+// mount's root, outside the run's paths. A device that existed before the
+// run is not.
+func TestLeftoversLoopDeviceOfGoneMount(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("loop devices and mounts need root")
+	}
+	if _, err := exec.LookPath("losetup"); err != nil {
+		t.Skip("no losetup here")
+	}
+	for _, deleted := range []bool{false, true} {
+		t.Run(map[bool]string{false: "file kept", true: "file deleted"}[deleted], func(t *testing.T) {
+			base := t.TempDir()
+			root, view := filepath.Join(base, "run"), filepath.Join(base, "container-view")
+			for _, d := range []string{filepath.Join(root, "volumes"), view} {
+				if err := os.MkdirAll(d, 0o755); err != nil {
+					t.Fatal(err)
+				}
+			}
+			before := attachVia(t, root, view, "before.img")
+			s, err := Take(Config{Roots: []string{root}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			during := attachVia(t, root, view, "block.img")
+			if deleted {
+				if err := os.Remove(filepath.Join(root, "volumes", "block.img")); err != nil {
+					t.Fatal(err)
+				}
+			}
+			left := strings.Join(s.Leftovers(), "\n")
+			if !strings.Contains(left, "loop device "+during+" on /volumes/block.img") {
+				t.Errorf("Leftovers() =\n%s\nwant %s on /volumes/block.img", left, during)
+			}
+			if strings.Contains(left, before+" ") {
+				t.Errorf("Leftovers() =\n%s\nwant nothing of %s, attached before the run", left, before)
+			}
+		})
+	}
+}
+
+// attachVia attaches root/volumes/name to a loop device through a bind
+// mount of root at view, then detaches that mount (MNT_DETACH) and returns
+// the device, which is detached when the test ends.
+func attachVia(t *testing.T, root, view, name string) string {
+	t.Helper()
+	f := filepath.Join(root, "volumes", name)
+	mustWrite(t, f, strings.Repeat("x", 1<<20))
+	if err := unix.Mount(root, view, "", unix.MS_BIND, ""); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command("losetup", "--find", "--show", filepath.Join(view, "volumes", name)).Output()
+	if uerr := unix.Unmount(view, unix.MNT_DETACH); uerr != nil {
+		t.Errorf("unmount %s: %v", view, uerr)
+	}
+	if err != nil {
+		t.Fatalf("losetup: %v", err)
+	}
+	dev := strings.TrimSpace(string(out))
+	t.Cleanup(func() {
+		if err := exec.Command("losetup", "--detach", dev).Run(); err != nil {
+			t.Errorf("detach %s: %v", dev, err)
+		}
+	})
+	return dev
 }

@@ -193,3 +193,32 @@ func keys[V any](m map[string]V) []string {
 	slices.Sort(out)
 	return out
 }
+
+// csi-provisioner's client rate limit is raised above the sidecar's defaults
+// (5 QPS, burst 10), at which a node's bulk create or delete waits on the
+// sidecar rather than on Kubernetes' PV controller (make bench-e2e), and the
+// burst covers at least a second's worth.
+func TestDeployProvisionerRateLimit(t *testing.T) {
+	ctrs := podContainers(t, render(t, "base"))
+	c, ok := ctrs["dirvol-node/csi-provisioner"]
+	if !ok {
+		t.Fatalf("deploy/base has no container dirvol-node/csi-provisioner; have %v", keys(ctrs))
+	}
+	flag := func(name string) float64 {
+		for _, a := range c.Args {
+			if v, ok := strings.CutPrefix(a, name+"="); ok {
+				f, err := strconv.ParseFloat(v, 64)
+				if err != nil {
+					t.Fatalf("csi-provisioner %s: %v", a, err)
+				}
+				return f
+			}
+		}
+		t.Fatalf("csi-provisioner runs without %s (the sidecar's default is the bottleneck of bulk provisioning); args %v", name, c.Args)
+		return 0
+	}
+	qps, burst := flag("--kube-api-qps"), flag("--kube-api-burst")
+	if qps <= 5 || burst < qps {
+		t.Errorf("csi-provisioner --kube-api-qps=%v --kube-api-burst=%v: want QPS above the default 5 and a burst of at least the QPS", qps, burst)
+	}
+}

@@ -183,40 +183,68 @@ func TestReclaimOnRealNode(t *testing.T) {
 }
 
 // TestBlockVolume: a Block claim is a device in the pod; what one pod
-// writes to it, the next reads back.
+// writes to it, the next reads back. Once the pods and the claim are
+// deleted, no loop device is attached to the volume's file.
 func TestBlockVolume(t *testing.T) {
 	e := setupDriver(t)
 	ns := e.NewNamespace(t)
-	pvc := framework.PVC(ns, "dev", "dirvol", "16Mi")
-	block := corev1.PersistentVolumeBlock
-	pvc.Spec.VolumeMode = &block
-	e.CreatePVC(t, pvc)
+	e.CreatePVC(t, blockPVC(ns, "dev"))
 	e.CreatePod(t, claimPod(ns, "writer", "dev", true, "printf block-data-1 > /dev/block && sync"))
 	writer := waitRunning(t, e, ns, "writer")
 	if out := exec(t, e, ns, "writer", "test -b /dev/block && echo is-block"); out != "is-block\n" {
 		t.Fatalf("/dev/block in the pod: %q, want a block device", out)
 	}
+	dev, ino := blockFileID(t, e, ns, "dev")
 	deletePod(t, e, writer)
 	e.CreatePod(t, claimPod(ns, "reader", "dev", true, "true"))
-	waitRunning(t, e, ns, "reader")
+	reader := waitRunning(t, e, ns, "reader")
 	if out := exec(t, e, ns, "reader", "head -c 12 /dev/block"); out != "block-data-1" {
 		t.Errorf("the second pod reads %q from the device, want what the first wrote", out)
 	}
+	deletePod(t, e, reader)
+	deleteClaimNoDevices(t, e, ns, "dev", dev, ino)
 }
 
-// TestDriverRestartKeepsMounts: SIGKILL of the dirvol container while a
-// pod uses a volume: the kubelet restarts it, the pod keeps reading and
-// writing its volume (the mount does not depend on the driver process),
-// and deleting the pod afterwards unpublishes the volume through the
-// restarted driver.
-func TestDriverRestartKeepsMounts(t *testing.T) {
-	e := setupDriver(t)
-	ctx := context.Background()
-	ns := e.NewNamespace(t)
-	e.CreatePVC(t, framework.PVC(ns, "data", "dirvol", "32Mi"))
-	e.CreatePod(t, claimPod(ns, "app", "data", false, "echo before > /data/file"))
-	app := waitRunning(t, e, ns, "app")
+// blockPVC is a 16 MiB Block claim of the default class.
+func blockPVC(ns, name string) *corev1.PersistentVolumeClaim {
+	pvc := framework.PVC(ns, name, "dirvol", "16Mi")
+	block := corev1.PersistentVolumeBlock
+	pvc.Spec.VolumeMode = &block
+	return pvc
+}
 
+// blockFileID returns the device and inode numbers of the block file of
+// the volume bound to claim, which identify the loop devices attached to
+// it whatever path the kernel reports for it.
+func blockFileID(t *testing.T, e *framework.Env, ns, claim string) (dev, ino uint64) {
+	t.Helper()
+	_, pv := e.WaitBound(t, ns, claim)
+	dev, ino, err := hoststate.FileID(filepath.Join(volumeDir(t, e, pv), "block.img"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dev, ino
+}
+
+// deleteClaimNoDevices deletes a block claim whose pods are gone, waits for
+// its PV to go (DeleteVolume refuses while a loop device is attached to the
+// file), and checks that no loop device is attached to the file, which is
+// gone.
+func deleteClaimNoDevices(t *testing.T, e *framework.Env, ns, claim string, dev, ino uint64) {
+	t.Helper()
+	_, pv := e.WaitBound(t, ns, claim)
+	e.DeletePVC(t, ns, claim)
+	e.WaitPVGone(t, pv.Name)
+	if left := hoststate.LoopDevicesOn(dev, ino); len(left) > 0 {
+		t.Errorf("claim %s/%s deleted, and its file is still attached: %v", ns, claim, left)
+	}
+}
+
+// restartDriver kills the dirvol container of the driver's pod (SIGKILL)
+// and waits until the kubelet has restarted it and it is ready.
+func restartDriver(t *testing.T, e *framework.Env) {
+	t.Helper()
+	ctx := context.Background()
 	real := e.Local.Real
 	driver, err := e.Kube.CoreV1().Pods(real.DriverNamespace).Get(ctx, real.DriverPod, metav1.GetOptions{})
 	if err != nil {
@@ -247,10 +275,45 @@ func TestDriverRestartKeepsMounts(t *testing.T) {
 		}
 		return false, nil
 	})
+}
+
+// TestDriverRestartKeepsMounts: SIGKILL of the dirvol container while a
+// pod uses a volume: the kubelet restarts it, the pod keeps reading and
+// writing its volume (the mount does not depend on the driver process),
+// and deleting the pod afterwards unpublishes the volume through the
+// restarted driver.
+func TestDriverRestartKeepsMounts(t *testing.T) {
+	e := setupDriver(t)
+	ns := e.NewNamespace(t)
+	e.CreatePVC(t, framework.PVC(ns, "data", "dirvol", "32Mi"))
+	e.CreatePod(t, claimPod(ns, "app", "data", false, "echo before > /data/file"))
+	app := waitRunning(t, e, ns, "app")
+	restartDriver(t, e)
 	if out := exec(t, e, ns, "app", "cat /data/file && echo after >> /data/file && cat /data/file"); out != "before\nbefore\nafter\n" {
 		t.Errorf("the pod's volume after the driver's restart: %q", out)
 	}
 	deletePod(t, e, app)
+}
+
+// TestDriverRestartBlockVolume: the loop device of a Block claim was
+// attached by a dirvol container that has since been killed; the kernel
+// then reports its backing file relative to that container's mount of
+// /var/lib/dirvol, which is gone. The pod keeps its device; deleting the
+// pod makes the restarted driver detach it, and deleting the claim removes
+// the volume with no device left attached to its file.
+func TestDriverRestartBlockVolume(t *testing.T) {
+	e := setupDriver(t)
+	ns := e.NewNamespace(t)
+	e.CreatePVC(t, blockPVC(ns, "dev"))
+	e.CreatePod(t, claimPod(ns, "app", "dev", true, "printf before-restart > /dev/block && sync"))
+	app := waitRunning(t, e, ns, "app")
+	dev, ino := blockFileID(t, e, ns, "dev")
+	restartDriver(t, e)
+	if out := exec(t, e, ns, "app", "head -c 14 /dev/block"); out != "before-restart" {
+		t.Errorf("the pod's device after the driver's restart reads %q", out)
+	}
+	deletePod(t, e, app)
+	deleteClaimNoDevices(t, e, ns, "dev", dev, ino)
 }
 
 // TestVolumeStats: kubelet_volume_stats_used_bytes, which the kubelet gets
